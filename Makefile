@@ -1,0 +1,45 @@
+# raktn - build, test, fuzz, bench.
+#   make            build ./raktn (libc + libm only)
+#   make test       build and run the Check test suite
+#   make test-asan  the same suite under AddressSanitizer + UBSan
+#   make demo       generate a small checkpoint, export it and run it end to end
+CC      ?= cc
+CFLAGS  ?= -O3 -march=native
+CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -D_POSIX_C_SOURCE=200809L
+LDLIBS  = -lm
+PYTHON  ?= python3
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -pthread)
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+
+# OpenMP is an optional speed-up: `make OMP=1`.
+ifeq ($(OMP),1)
+CFLAGS += -fopenmp
+endif
+
+TESTS = tests/test_model tests/test_tokenizer tests/test_cli
+
+.PHONY: all test test-asan demo clean fixtures-data
+all: raktn
+
+raktn: raktn.c tokenizer.c tokenizer.h
+	$(CC) $(CFLAGS) -o $@ raktn.c tokenizer.c $(LDLIBS)
+
+# Test programs #include the code they test (like llm.c's test_gpt2.c).
+tests/test_%: tests/test_%.c tests/testutil.h raktn.c tokenizer.c tokenizer.h
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(LDLIBS) $(CHECK_LIBS)
+
+# Checkpoints the tests run on are generated (deterministically) rather than
+# committed; tests/prepare.sh makes them under tests/work and verifies hashes.
+fixtures-data: raktn
+	PYTHON=$(PYTHON) sh tests/prepare.sh
+
+test: raktn $(TESTS) fixtures-data
+	@set -e; for t in $(TESTS); do echo "== $$t"; ./$$t; done
+
+test-asan:
+	$(MAKE) clean
+	$(MAKE) test CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+	$(MAKE) clean
+
+clean:
+	rm -f raktn $(TESTS)
