@@ -20,6 +20,7 @@ int tokenizer_vocab_size(const Tokenizer *t);
 int tokenizer_bos_id(const Tokenizer *t);   /* -1 if none */
 int tokenizer_eos_id(const Tokenizer *t);   /* -1 if none */
 int tokenizer_add_bos(const Tokenizer *t);  /* from tokenizer_config.json */
+int tokenizer_add_eos(const Tokenizer *t);  /* from tokenizer_config.json */
 /* Longest piece in bytes (a bound for tokstream_push's output). */
 size_t tokenizer_max_piece_bytes(const Tokenizer *t);
 /* The piece string of id (e.g. "\xe2\x96\x81Hello", "<0x0A>", "<s>"), or NULL
