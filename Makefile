@@ -5,7 +5,7 @@
 #   make demo       generate a small checkpoint, export it and run it end to end
 CC      ?= cc
 CFLAGS  ?= -O3 -march=native
-CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -D_POSIX_C_SOURCE=200809L
+CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -D_POSIX_C_SOURCE=200809L
 LDLIBS  = -lm
 PYTHON  ?= python3
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -pthread)

@@ -1,0 +1,1120 @@
+/* raktn.c - RakutenAI-7B (the Mistral-7B architecture) in one file of C.
+ *
+ * The whole model, read top to bottom in the order data flows through it:
+ *
+ *   1. the model file      model.bin (notes/format.md), validated then mmap'd
+ *   2. the run state       activations and the key/value cache (a ring buffer)
+ *   3. the building blocks RMSNorm, matmul, RoPE, softmax, SiLU
+ *   4. the forward pass    embeddings -> 32 x (attention + MLP) -> norm -> logits
+ *   5. sampling            greedy, temperature, top-p
+ *   6. the programs        generate, chat, logits, ppl, tokenize, detokenize
+ *
+ * Every computation is fp32 and mirrors Hugging Face transformers'
+ * MistralForCausalLM with eager attention; the comments name the HF module
+ * each block corresponds to. Weights may be stored as fp32 or bf16 (widened
+ * to fp32 as they are read, which is exact).
+ *
+ * Build: make   (libc + libm; `make OMP=1` adds OpenMP threads)
+ * Usage: ./raktn MODEL.bin -i "prompt"    (./raktn -h for everything else)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "tokenizer.h"
+
+/* Positions pushed through the layers together during prefill: each weight
+ * row is then read once per chunk instead of once per token. */
+#define CHUNK 64
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("raktn: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static void *xcalloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) die("out of memory (%zu x %zu bytes)", n, size);
+    return p;
+}
+
+/* ==========================================================================
+ * 1. The model file
+ *
+ * A 256-byte header (all little-endian) followed by the tensors in the order
+ * the forward pass uses them, each starting on a 64-byte boundary. The
+ * header carries every config.json field the forward pass needs.
+ * ========================================================================== */
+
+#define MODEL_MAGIC "raktnMDL"
+#define MODEL_VERSION 1
+#define HEADER_SIZE 256
+#define TENSOR_ALIGN 64
+enum { DTYPE_F32 = 0, DTYPE_BF16 = 1 };
+
+typedef struct {
+    int dim;            /* hidden_size: 4096 for the 7B */
+    int hidden_dim;     /* intermediate_size of the MLP: 14336 */
+    int n_layers;       /* num_hidden_layers: 32 */
+    int n_heads;        /* num_attention_heads (query heads): 32 */
+    int n_kv_heads;     /* num_key_value_heads: 8 (grouped-query attention) */
+    int head_dim;       /* dim / n_heads: 128 */
+    int vocab_size;     /* 48000 for RakutenAI (Mistral: 32000) */
+    int max_seq_len;    /* max_position_embeddings: 32768 */
+    int sliding_window; /* each position sees this many keys; 0 = all */
+    int bos_id, eos_id; /* -1 when absent */
+    int tied;           /* lm_head shares the embedding matrix */
+    float rope_theta;   /* 10000 */
+    float rms_norm_eps; /* 1e-5 */
+    int dtype;          /* storage of the weights: DTYPE_F32 or DTYPE_BF16 */
+} Config;
+
+/* Pointers into the mapped file. Each points at fp32 or bf16 values
+ * (Config.dtype), row-major as in PyTorch: a Linear's weight is [out][in]. */
+typedef struct {
+    const void *input_layernorm;          /* [dim] */
+    const void *wq, *wk, *wv;             /* [n_heads*head_dim | n_kv*head_dim][dim] */
+    const void *wo;                       /* [dim][n_heads*head_dim] */
+    const void *post_attention_layernorm; /* [dim] */
+    const void *w_gate, *w_up;            /* [hidden_dim][dim] */
+    const void *w_down;                   /* [dim][hidden_dim] */
+} LayerWeights;
+
+typedef struct {
+    const void *embed_tokens; /* [vocab][dim] */
+    LayerWeights *layers;     /* [n_layers] */
+    const void *norm;         /* [dim] */
+    const void *lm_head;      /* [vocab][dim]; == embed_tokens when tied */
+} Weights;
+
+static uint32_t rd_u32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t rd_u64(const unsigned char *p) { return rd_u32(p) | (uint64_t)rd_u32(p + 4) << 32; }
+static float rd_f32(const unsigned char *p) {
+    uint32_t u = rd_u32(p);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* a*b, or 0 with *ok cleared on uint64 overflow */
+static uint64_t mul_u64(uint64_t a, uint64_t b, int *ok) {
+    if (a && b > UINT64_MAX / a) { *ok = 0; return 0; }
+    return a * b;
+}
+static uint64_t add_u64(uint64_t a, uint64_t b, int *ok) {
+    if (b > UINT64_MAX - a) { *ok = 0; return 0; }
+    return a + b;
+}
+
+/* Parse and check the header. Returns NULL if it is sound, else a message. */
+static const char *parse_header(const unsigned char *h, Config *c, uint64_t *data_offset,
+                                uint64_t *file_size) {
+    if (memcmp(h, MODEL_MAGIC, 8) != 0) return "not a raktn model file (bad magic; export it with export/export.py)";
+    if (rd_u32(h + 8) != MODEL_VERSION) return "unsupported model.bin version (re-export with this raktn's export.py)";
+    uint32_t f[13];
+    for (int i = 0; i < 13; i++) f[i] = rd_u32(h + 12 + 4 * i);
+    if (f[0] != DTYPE_F32 && f[0] != DTYPE_BF16) return "unknown weight dtype in header";
+    c->dtype = (int)f[0];
+    /* generous limits, far above any real model, that keep all index math in int */
+    const uint32_t lim[9] = {1 << 16, 1 << 20, 1 << 12, 1 << 12, 1 << 12, 1 << 12, 1 << 24, 1 << 24, 1 << 24};
+    const char *names[9] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "head_dim",
+                            "vocab_size", "max_seq_len", "sliding_window"};
+    for (int i = 0; i < 9; i++) {
+        uint32_t lo = (i == 8) ? 0 : 1;
+        if (f[1 + i] < lo || f[1 + i] > lim[i]) {
+            static char msg[96];
+            snprintf(msg, sizeof msg, "header field %s = %u is out of range", names[i], f[1 + i]);
+            return msg;
+        }
+    }
+    c->dim = (int)f[1];
+    c->hidden_dim = (int)f[2];
+    c->n_layers = (int)f[3];
+    c->n_heads = (int)f[4];
+    c->n_kv_heads = (int)f[5];
+    c->head_dim = (int)f[6];
+    c->vocab_size = (int)f[7];
+    c->max_seq_len = (int)f[8];
+    c->sliding_window = (int)f[9];
+    c->bos_id = (int32_t)f[10];
+    c->eos_id = (int32_t)f[11];
+    c->tied = (int)f[12];
+    c->rope_theta = rd_f32(h + 64);
+    c->rms_norm_eps = rd_f32(h + 68);
+    *data_offset = rd_u64(h + 72);
+    *file_size = rd_u64(h + 80);
+    if (c->n_heads % c->n_kv_heads) return "n_heads is not a multiple of n_kv_heads";
+    if (c->head_dim % 2) return "head_dim is odd (RoPE needs pairs)";
+    if ((int64_t)c->n_heads * c->head_dim > (1 << 20)) return "n_heads * head_dim is too large";
+    if (c->bos_id < -1 || c->bos_id >= c->vocab_size) return "bos_id is outside the vocabulary";
+    if (c->eos_id < -1 || c->eos_id >= c->vocab_size) return "eos_id is outside the vocabulary";
+    if (c->tied != 0 && c->tied != 1) return "tied flag is neither 0 nor 1";
+    if (!(c->rope_theta > 0 && isfinite(c->rope_theta))) return "rope_theta is not a positive number";
+    if (!(c->rms_norm_eps > 0 && c->rms_norm_eps < 1)) return "rms_norm_eps is not in (0, 1)";
+    if (*data_offset != HEADER_SIZE) return "tensor data offset is not 256";
+    return NULL;
+}
+
+/* Walk the tensors in file order, summing their sizes in 64 bits with
+ * overflow checks; with a base address it also points w's fields into the
+ * mapped file. Returns the file size the header implies. */
+static uint64_t layout_weights(const Config *c, const char *base, Weights *w, int *ok) {
+    uint64_t esize = c->dtype == DTYPE_F32 ? 4 : 2;
+    uint64_t off = HEADER_SIZE;
+    uint64_t D = (uint64_t)c->dim, F = (uint64_t)c->hidden_dim, V = (uint64_t)c->vocab_size;
+    uint64_t Q = (uint64_t)c->n_heads * c->head_dim, KV = (uint64_t)c->n_kv_heads * c->head_dim;
+#define TENSOR(dst, rows, cols)                                                       \
+    do {                                                                              \
+        if (base) (dst) = base + off;                                                 \
+        uint64_t bytes_ = mul_u64(mul_u64(rows, cols, ok), esize, ok);                \
+        bytes_ = add_u64(bytes_, TENSOR_ALIGN - 1, ok) / TENSOR_ALIGN * TENSOR_ALIGN; \
+        off = add_u64(off, bytes_, ok);                                               \
+    } while (0)
+    TENSOR(w->embed_tokens, V, D);
+    for (int l = 0; l < c->n_layers; l++) {
+        LayerWeights *L = &w->layers[l];
+        TENSOR(L->input_layernorm, 1, D);
+        TENSOR(L->wq, Q, D);
+        TENSOR(L->wk, KV, D);
+        TENSOR(L->wv, KV, D);
+        TENSOR(L->wo, D, Q);
+        TENSOR(L->post_attention_layernorm, 1, D);
+        TENSOR(L->w_gate, F, D);
+        TENSOR(L->w_up, F, D);
+        TENSOR(L->w_down, D, F);
+    }
+    TENSOR(w->norm, 1, D);
+    if (c->tied) {
+        if (base) w->lm_head = w->embed_tokens;
+    } else {
+        TENSOR(w->lm_head, V, D);
+    }
+#undef TENSOR
+    return off;
+}
+
+typedef struct {
+    Config config;
+    Weights weights;
+    void *map;         /* the whole file, mapped read-only */
+    size_t map_size;
+} Model;
+
+/* Open model.bin, check it completely, then map it. Exits with a one-line
+ * message on any problem: a bad file must never be touched past its end. */
+static void load_model(Model *m, const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) die("%s: cannot open (%s)", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) die("%s: not a regular file", path);
+    if (st.st_size < HEADER_SIZE) die("%s: file is %lld bytes, shorter than the %d-byte header", path,
+                                      (long long)st.st_size, HEADER_SIZE);
+    unsigned char h[HEADER_SIZE];
+    if (pread(fd, h, HEADER_SIZE, 0) != HEADER_SIZE) die("%s: cannot read the header", path);
+    uint64_t data_offset, file_size;
+    const char *err = parse_header(h, &m->config, &data_offset, &file_size);
+    if (err) die("%s: %s", path, err);
+    int ok = 1;
+    m->weights.layers = xcalloc((size_t)m->config.n_layers, sizeof(LayerWeights));
+    uint64_t need = layout_weights(&m->config, NULL, &m->weights, &ok);
+    if (!ok) die("%s: tensor sizes overflow 64 bits (corrupt header)", path);
+    if (file_size != need)
+        die("%s: header says %llu bytes but its shapes need %llu", path, (unsigned long long)file_size,
+            (unsigned long long)need);
+    if ((uint64_t)st.st_size != need)
+        die("%s: file is %llu bytes, the header implies %llu (truncated or padded download?)", path,
+            (unsigned long long)st.st_size, (unsigned long long)need);
+    if (need > SIZE_MAX) die("%s: too large for this machine's address space", path);
+    m->map_size = (size_t)need;
+    m->map = mmap(NULL, m->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m->map == MAP_FAILED) die("%s: mmap failed (%s)", path, strerror(errno));
+    layout_weights(&m->config, m->map, &m->weights, &ok);
+}
+
+static void free_model(Model *m) {
+    free(m->weights.layers);
+    if (m->map && m->map != MAP_FAILED) munmap(m->map, m->map_size);
+}
+
+/* ==========================================================================
+ * 2. The run state
+ *
+ * Activations for a chunk of up to CHUNK positions, and the key/value cache.
+ * The cache is a ring of `cache_len` positions per layer: position p lives
+ * in slot p % cache_len. With a sliding window W a position never looks
+ * further back than W-1, so W slots suffice however long the text runs.
+ * ========================================================================== */
+
+typedef struct {
+    int ctx;          /* positions this run may reach (<= max_seq_len) */
+    int cache_len;    /* slots in the ring: min(window, ctx), or ctx */
+    float *x;         /* [CHUNK][dim]  the residual stream */
+    float *xb;        /* [CHUNK][dim]  normed input of a block */
+    float *q;         /* [CHUNK][n_heads*head_dim] */
+    float *k, *v;     /* [CHUNK][n_kv_heads*head_dim] */
+    float *att_out;   /* [CHUNK][n_heads*head_dim] attention output before o_proj */
+    float *proj;      /* [CHUNK][dim] output of o_proj / down_proj */
+    float *gate, *up; /* [CHUNK][hidden_dim] */
+    float *scores;    /* [n_heads][cache_len] attention weights */
+    float *inv_freq;  /* [head_dim/2] RoPE frequencies */
+    float *key_cache; /* [n_layers][cache_len][n_kv_heads*head_dim] */
+    float *value_cache;
+    float *logits;    /* [CHUNK][vocab] */
+} RunState;
+
+static void init_state(RunState *s, const Config *c, int ctx) {
+    size_t D = c->dim, Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
+    s->ctx = ctx;
+    s->cache_len = (c->sliding_window > 0 && c->sliding_window < ctx) ? c->sliding_window : ctx;
+    s->x = xcalloc(CHUNK * D, sizeof(float));
+    s->xb = xcalloc(CHUNK * D, sizeof(float));
+    s->q = xcalloc(CHUNK * Q, sizeof(float));
+    s->k = xcalloc(CHUNK * KV, sizeof(float));
+    s->v = xcalloc(CHUNK * KV, sizeof(float));
+    s->att_out = xcalloc(CHUNK * Q, sizeof(float));
+    s->proj = xcalloc(CHUNK * D, sizeof(float));
+    s->gate = xcalloc(CHUNK * (size_t)c->hidden_dim, sizeof(float));
+    s->up = xcalloc(CHUNK * (size_t)c->hidden_dim, sizeof(float));
+    s->scores = xcalloc((size_t)c->n_heads * s->cache_len, sizeof(float));
+    s->key_cache = xcalloc((size_t)c->n_layers * s->cache_len * KV, sizeof(float));
+    s->value_cache = xcalloc((size_t)c->n_layers * s->cache_len * KV, sizeof(float));
+    s->logits = xcalloc(CHUNK * (size_t)c->vocab_size, sizeof(float));
+    /* HF MistralRotaryEmbedding: inv_freq = 1 / theta^(2i/head_dim), in fp32 */
+    s->inv_freq = xcalloc((size_t)c->head_dim / 2, sizeof(float));
+    for (int i = 0; i < c->head_dim / 2; i++)
+        s->inv_freq[i] = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_dim);
+}
+
+static void free_state(RunState *s) {
+    float *bufs[] = {s->x, s->xb, s->q, s->k, s->v, s->att_out, s->proj, s->gate, s->up,
+                     s->scores, s->inv_freq, s->key_cache, s->value_cache, s->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+}
+
+/* ==========================================================================
+ * 3. The building blocks
+ * ========================================================================== */
+
+/* bf16 is the top 16 bits of an fp32, so widening is a shift and is exact */
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Read n weights starting at element i of a tensor as fp32. */
+static void read_weights(float *out, const void *w, size_t i, int n, int dtype) {
+    if (dtype == DTYPE_F32) {
+        memcpy(out, (const float *)w + i, (size_t)n * sizeof(float));
+    } else {
+        const uint16_t *h = (const uint16_t *)w + i;
+        for (int j = 0; j < n; j++) out[j] = bf16_to_f32(h[j]);
+    }
+}
+
+/* Dot product with 16 independent partial sums: the compiler turns the
+ * inner loop into SIMD without needing -ffast-math, and the summation order
+ * is fixed, so results do not depend on the batch size or thread count. */
+static float dot_f32(const float *a, const float *b, int n) {
+    float acc[16] = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) acc[j] += a[i + j] * b[i + j];
+    float s = 0;
+    for (int j = 0; j < 16; j++) s += acc[j];
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static float dot_bf16(const uint16_t *a, const float *b, int n) {
+    float acc[16] = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) acc[j] += bf16_to_f32(a[i + j]) * b[i + j];
+    float s = 0;
+    for (int j = 0; j < 16; j++) s += acc[j];
+    for (; i < n; i++) s += bf16_to_f32(a[i]) * b[i];
+    return s;
+}
+
+/* nn.Linear without bias, for a batch: out[b][i] = sum_k W[i][k] * x[b][k],
+ * W is [d][n], x is [batch][n], out is [batch][d]. Each weight row is read
+ * once for the whole batch (the point of batched prefill). */
+static void matmul(float *out, const float *x, const void *w, int batch, int n, int d, int dtype) {
+    int i;
+#pragma omp parallel for schedule(static)
+    for (i = 0; i < d; i++) {
+        for (int b = 0; b < batch; b++) {
+            float s = dtype == DTYPE_F32 ? dot_f32((const float *)w + (size_t)i * n, x + (size_t)b * n, n)
+                                         : dot_bf16((const uint16_t *)w + (size_t)i * n, x + (size_t)b * n, n);
+            out[(size_t)b * d + i] = s;
+        }
+    }
+}
+
+/* HF MistralRMSNorm: w * x / sqrt(mean(x^2) + eps) */
+static void rmsnorm(float *out, const float *x, const void *w, int n, float eps, int dtype) {
+    double ss = 0;   /* double: the mean of squares is the one long sum here */
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float inv = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) {
+        float wi;
+        read_weights(&wi, w, (size_t)i, 1, dtype);
+        out[i] = wi * (x[i] * inv);
+    }
+}
+
+/* HF apply_rotary_pos_emb with rotate_half: in each head, dim i is rotated
+ * together with dim i + head_dim/2 (not with its neighbour, as in Meta's
+ * original layout), by angle pos * inv_freq[i] computed in fp32. */
+static void rope(float *vec, int n_heads, int head_dim, int pos, const float *inv_freq) {
+    int half = head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        float angle = (float)pos * inv_freq[i];
+        float c = cosf(angle), s = sinf(angle);
+        for (int h = 0; h < n_heads; h++) {
+            float *v = vec + (size_t)h * head_dim;
+            float x0 = v[i], x1 = v[i + half];
+            v[i] = x0 * c - x1 * s;
+            v[i + half] = x1 * c + x0 * s;
+        }
+    }
+}
+
+/* softmax in place, the max subtracted first so exp never overflows */
+static void softmax(float *x, int n) {
+    float max = x[0];
+    for (int i = 1; i < n; i++)
+        if (x[i] > max) max = x[i];
+    float sum = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    for (int i = 0; i < n; i++) x[i] /= sum;
+}
+
+/* SiLU(x) = x * sigmoid(x), the activation of Mistral's MLP */
+static inline float silu(float x) { return x / (1.0f + expf(-x)); }
+
+/* ==========================================================================
+ * 4. The forward pass (HF MistralForCausalLM.forward)
+ * ========================================================================== */
+
+/* HF MistralAttention (eager), for one position `pos` of the chunk row b,
+ * whose key and value were just stored in the cache. Query head h reads KV
+ * head h / (n_heads / n_kv_heads); position pos sees keys
+ * max(0, pos - W + 1) .. pos: W keys including itself. */
+static void attention(const Config *c, RunState *s, int layer, int b, int pos) {
+    int hd = c->head_dim, kv_dim = c->n_kv_heads * hd, group = c->n_heads / c->n_kv_heads;
+    int first = (c->sliding_window > 0 && pos - c->sliding_window + 1 > 0) ? pos - c->sliding_window + 1 : 0;
+    int n_keys = pos - first + 1;
+    const float *kc = s->key_cache + (size_t)layer * s->cache_len * kv_dim;
+    const float *vc = s->value_cache + (size_t)layer * s->cache_len * kv_dim;
+    float scale = sqrtf((float)hd);
+    int h;
+#pragma omp parallel for schedule(static)
+    for (h = 0; h < c->n_heads; h++) {
+        const float *q = s->q + (size_t)b * c->n_heads * hd + (size_t)h * hd;
+        int kvh = h / group;
+        float *att = s->scores + (size_t)h * s->cache_len;
+        /* scores = q . k / sqrt(head_dim), then softmax over the visible keys */
+        for (int t = 0; t < n_keys; t++) {
+            const float *k = kc + (size_t)((first + t) % s->cache_len) * kv_dim + (size_t)kvh * hd;
+            att[t] = dot_f32(q, k, hd) / scale;
+        }
+        softmax(att, n_keys);
+        /* output = the attention-weighted sum of the values */
+        float *out = s->att_out + (size_t)b * c->n_heads * hd + (size_t)h * hd;
+        memset(out, 0, (size_t)hd * sizeof(float));
+        for (int t = 0; t < n_keys; t++) {
+            const float *v = vc + (size_t)((first + t) % s->cache_len) * kv_dim + (size_t)kvh * hd;
+            float a = att[t];
+            for (int i = 0; i < hd; i++) out[i] += a * v[i];
+        }
+    }
+}
+
+/* Run n (<= CHUNK) tokens at positions pos .. pos+n-1 through the model.
+ * logits: NULL, or [n][vocab] (all = 1) or [vocab] for the last token only.
+ * hidden: NULL, or HF output_hidden_states for these tokens, written at
+ * hidden[k][hidden_row + b][dim] for k = 0..n_layers with stride n_rows. */
+static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int pos, float *logits, int all,
+                          float *hidden, int hidden_row, int n_rows) {
+    const Config *c = &m->config;
+    const Weights *w = &m->weights;
+    int D = c->dim, F = c->hidden_dim, hd = c->head_dim;
+    int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
+#define CAPTURE(k, src)                                                                         \
+    if (hidden)                                                                                 \
+        for (int b = 0; b < n; b++)                                                             \
+    memcpy(hidden + ((size_t)(k) * n_rows + hidden_row + b) * D, (src) + (size_t)b * D, (size_t)D * sizeof(float))
+
+    /* HF embed_tokens: look up each token's row */
+    for (int b = 0; b < n; b++)
+        read_weights(s->x + (size_t)b * D, w->embed_tokens, (size_t)tokens[b] * D, D, c->dtype);
+    CAPTURE(0, s->x);
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const LayerWeights *L = &w->layers[l];
+
+        /* HF MistralDecoderLayer, first half: x = x + o_proj(attention(input_layernorm(x))) */
+        for (int b = 0; b < n; b++)
+            rmsnorm(s->xb + (size_t)b * D, s->x + (size_t)b * D, L->input_layernorm, D, c->rms_norm_eps, c->dtype);
+        matmul(s->q, s->xb, L->wq, n, D, q_dim, c->dtype);
+        matmul(s->k, s->xb, L->wk, n, D, kv_dim, c->dtype);
+        matmul(s->v, s->xb, L->wv, n, D, kv_dim, c->dtype);
+        for (int b = 0; b < n; b++) {
+            rope(s->q + (size_t)b * q_dim, c->n_heads, hd, pos + b, s->inv_freq);
+            rope(s->k + (size_t)b * kv_dim, c->n_kv_heads, hd, pos + b, s->inv_freq);
+        }
+        /* In position order: store this position's key and value in its ring
+         * slot, then attend. Storing the whole chunk first could overwrite a
+         * key that an earlier position of the chunk still needs. */
+        for (int b = 0; b < n; b++) {
+            size_t slot = (size_t)l * s->cache_len + (size_t)((pos + b) % s->cache_len);
+            memcpy(s->key_cache + slot * kv_dim, s->k + (size_t)b * kv_dim, (size_t)kv_dim * sizeof(float));
+            memcpy(s->value_cache + slot * kv_dim, s->v + (size_t)b * kv_dim, (size_t)kv_dim * sizeof(float));
+            attention(c, s, l, b, pos + b);
+        }
+        matmul(s->proj, s->att_out, L->wo, n, q_dim, D, c->dtype);
+        for (size_t i = 0; i < (size_t)n * D; i++) s->x[i] += s->proj[i];
+
+        /* second half, HF MistralMLP: x = x + down(silu(gate(h)) * up(h)), h = post_attention_layernorm(x) */
+        for (int b = 0; b < n; b++)
+            rmsnorm(s->xb + (size_t)b * D, s->x + (size_t)b * D, L->post_attention_layernorm, D, c->rms_norm_eps,
+                    c->dtype);
+        matmul(s->gate, s->xb, L->w_gate, n, D, F, c->dtype);
+        matmul(s->up, s->xb, L->w_up, n, D, F, c->dtype);
+        for (size_t i = 0; i < (size_t)n * F; i++) s->gate[i] = silu(s->gate[i]) * s->up[i];
+        matmul(s->proj, s->gate, L->w_down, n, F, D, c->dtype);
+        for (size_t i = 0; i < (size_t)n * D; i++) s->x[i] += s->proj[i];
+
+        if (l < c->n_layers - 1) CAPTURE(l + 1, s->x);
+    }
+
+    /* HF MistralModel.norm, then lm_head (only the rows that are wanted) */
+    int first = all ? 0 : n - 1;
+    for (int b = first; b < n; b++)
+        rmsnorm(s->xb + (size_t)b * D, s->x + (size_t)b * D, w->norm, D, c->rms_norm_eps, c->dtype);
+    CAPTURE(c->n_layers, s->xb);
+    if (logits) matmul(logits, s->xb + (size_t)first * D, w->lm_head, n - first, D, c->vocab_size, c->dtype);
+#undef CAPTURE
+}
+
+/* Run any number of tokens, CHUNK at a time; returns the last token's logits
+ * (in s->logits). */
+static float *forward(Model *m, RunState *s, const int *tokens, int n, int pos) {
+    for (int i = 0; i < n; i += CHUNK) {
+        int len = n - i < CHUNK ? n - i : CHUNK;
+        forward_chunk(m, s, tokens + i, len, pos + i, s->logits, 0, NULL, 0, 0);
+    }
+    return s->logits;
+}
+
+/* ==========================================================================
+ * 5. Sampling: turning the logits into the next token
+ * ========================================================================== */
+
+typedef struct {
+    float temperature; /* 0 = greedy */
+    float top_p;       /* nucleus: sample from the smallest set with mass >= top_p */
+    uint64_t rng;      /* xorshift64* state */
+    int *idx;          /* [vocab] scratch for top-p */
+} Sampler;
+
+static uint32_t random_u32(uint64_t *state) {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return (uint32_t)((*state * 0x2545F4914F6CDD1DULL) >> 32);
+}
+static float random_f32(uint64_t *state) { return (random_u32(state) >> 8) / 16777216.0f; }
+
+/* torch.argmax: the first index of the maximum (greedy decoding in HF) */
+static int argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+static const float *g_sort_probs; /* qsort has no context argument */
+static int by_prob_desc(const void *a, const void *b) {
+    float pa = g_sort_probs[*(const int *)a], pb = g_sort_probs[*(const int *)b];
+    return pa < pb ? 1 : pa > pb ? -1 : (*(const int *)a - *(const int *)b);
+}
+
+static int sample(Sampler *sp, float *logits, int n) {
+    if (sp->temperature == 0.0f) return argmax(logits, n);
+    for (int i = 0; i < n; i++) logits[i] /= sp->temperature;
+    softmax(logits, n);
+    float r = random_f32(&sp->rng);
+    if (sp->top_p <= 0.0f || sp->top_p >= 1.0f) {
+        float cdf = 0;
+        for (int i = 0; i < n; i++) {
+            cdf += logits[i];
+            if (r < cdf) return i;
+        }
+        return n - 1;
+    }
+    /* Top-p: tokens below (1 - top_p) / (n - 1) can never be in the nucleus,
+     * so only the rest needs sorting. */
+    float cutoff = (1.0f - sp->top_p) / (float)(n - 1 > 0 ? n - 1 : 1);
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (logits[i] >= cutoff) sp->idx[m++] = i;
+    g_sort_probs = logits;
+    qsort(sp->idx, (size_t)m, sizeof(int), by_prob_desc);
+    float mass = 0;
+    int last = m - 1;
+    for (int i = 0; i < m; i++) {
+        mass += logits[sp->idx[i]];
+        if (mass >= sp->top_p) { last = i; break; }
+    }
+    float cdf = 0;
+    r *= mass;
+    for (int i = 0; i <= last; i++) {
+        cdf += logits[sp->idx[i]];
+        if (r < cdf) return sp->idx[i];
+    }
+    return sp->idx[last];
+}
+
+/* ==========================================================================
+ * 6. The programs
+ * ========================================================================== */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct {
+    const char *model_path, *tokenizer_path, *mode;
+    const char *prompt, *prompt_file, *ids, *system, *out_path, *hidden_path;
+    int steps, ctx, top_k, threads;
+    float temperature, top_p;
+    unsigned long long seed;
+    int verbose;
+} Options;
+
+static void usage(FILE *f) {
+    fputs("usage: raktn MODEL.bin [options]            (tokenize/detokenize need no MODEL.bin)\n"
+          "  -m MODE     generate (default) | chat | logits | ppl | tokenize | detokenize\n"
+          "  -i TEXT     prompt text (--text is the same)\n"
+          "  -f FILE     read the prompt (or the ppl text) from FILE, byte for byte\n"
+          "  --ids LIST  the prompt as token ids, e.g. \"1 22 333\" (no tokenizer involved)\n"
+          "  -z FILE     tokenizer.bin (default: tokenizer.bin next to MODEL.bin)\n"
+          "  -n N        generate at most N new tokens (default 256)\n"
+          "  -t T        temperature, 0 = greedy (default 0.8)\n"
+          "  -p P        top-p / nucleus mass in (0,1] (default 0.9)\n"
+          "  -s SEED     random seed (default: from the clock)\n"
+          "  -c N        context length in positions (default: the model's maximum)\n"
+          "  -y TEXT     chat: replace the system sentence of the template\n"
+          "  -o FILE     logits: write [n_tokens, vocab] float32 to FILE\n"
+          "  --hidden F  logits: also write [n_layers+1, n_tokens, dim] hidden states\n"
+          "  --top K     logits: print the K most likely next tokens at each position\n"
+          "  -T N        threads (OpenMP builds; default OMP_NUM_THREADS or all CPUs)\n"
+          "  -v          verbose: print token ids to stderr\n"
+          "  -h          this help\n",
+          f);
+}
+
+static void bad_usage(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("raktn: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    usage(stderr);
+    exit(2);
+}
+
+static long parse_long(const char *s, const char *flag, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end) bad_usage("%s wants an integer, got '%s'", flag, s);
+    if (v < lo || v > hi) bad_usage("%s must be in %ld..%ld, got %ld", flag, lo, hi, v);
+    return v;
+}
+
+static float parse_float(const char *s, const char *flag, float lo, float hi) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) bad_usage("%s wants a number, got '%s'", flag, s);
+    if (v < lo || v > hi) bad_usage("%s must be in %g..%g, got %g", flag, lo, hi, v);
+    return v;
+}
+
+/* Parse "1 22 333" (spaces, tabs, newlines or commas between) into ids,
+ * each checked against the vocabulary. Returns a malloc'd array. */
+static int *parse_ids(const char *s, int vocab, int *n_out) {
+    size_t cap = 16, n = 0;
+    int *ids = xcalloc(cap, sizeof(int));
+    const char *p = s;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ',') p++;
+        if (!*p) break;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno) bad_usage("--ids: '%.20s' is not a token id", p);
+        if (v < 0 || v >= vocab) bad_usage("--ids: token id %ld is outside the vocabulary (0..%d)", v, vocab - 1);
+        if (n == cap) {
+            cap *= 2;
+            int *nb = realloc(ids, cap * sizeof(int));
+            if (!nb) die("out of memory");
+            ids = nb;
+        }
+        ids[n++] = (int)v;
+        p = end;
+    }
+    if (n > INT_MAX / 2) die("--ids: too many ids");
+    *n_out = (int)n;
+    return ids;
+}
+
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) die("%s: cannot open (%s)", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0, r;
+    char *buf = xcalloc(cap + 1, 1);
+    while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += r;
+        if (n == cap) {
+            if (cap > ((size_t)1 << 40)) die("%s: file too large", path);
+            cap *= 2;
+            char *nb = realloc(buf, cap + 1);
+            if (!nb) die("out of memory reading %s", path);
+            buf = nb;
+        }
+    }
+    if (ferror(f)) die("%s: read error", path);
+    fclose(f);
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static Tokenizer *open_tokenizer(const Options *o) {
+    char path[4096], err[256];
+    if (o->tokenizer_path) {
+        snprintf(path, sizeof path, "%s", o->tokenizer_path);
+    } else {
+        if (!o->model_path) bad_usage("-m %s needs a tokenizer: -z TOKENIZER.bin", o->mode);
+        const char *slash = strrchr(o->model_path, '/');
+        int dir_len = slash ? (int)(slash - o->model_path + 1) : 0;
+        snprintf(path, sizeof path, "%.*stokenizer.bin", dir_len, o->model_path);
+    }
+    Tokenizer *t = tokenizer_load(path, err, sizeof err);
+    if (!t) die("%s: %s", path, err);
+    return t;
+}
+
+/* The prompt as token ids: --ids, or BOS + encode(text) as AutoTokenizer. */
+static int *prompt_ids(const Options *o, Tokenizer *tok, int vocab, int *n) {
+    if (o->ids) return parse_ids(o->ids, vocab, n);
+    size_t len;
+    char *text = NULL;
+    const char *src = o->prompt;
+    if (o->prompt_file) src = text = read_file(o->prompt_file, &len);
+    else len = src ? strlen(src) : 0;
+    if (!src) bad_usage("-m %s needs a prompt: -i TEXT, -f FILE or --ids LIST", o->mode);
+    int *ids;
+    size_t nids;
+    if (tokenizer_encode(tok, src, len, tokenizer_add_bos(tok), &ids, &nids) != 0) die("out of memory while tokenizing");
+    free(text);
+    for (size_t i = 0; i < nids; i++)
+        if (ids[i] < 0 || ids[i] >= vocab) die("tokenizer produced id %d outside the model's vocabulary (%d): "
+                                               "tokenizer.bin and model.bin do not match", ids[i], vocab);
+    if (nids > (size_t)INT_MAX) die("prompt too long");
+    *n = (int)nids;
+    return ids;
+}
+
+static void print_ids(const char *label, const int *ids, int n) {
+    fprintf(stderr, "%s", label);
+    for (int i = 0; i < n; i++) fprintf(stderr, "%s%d", i ? " " : "", ids[i]);
+    fputc('\n', stderr);
+}
+
+/* Write all of buf to f or die: an output that could not be written must
+ * not look complete. */
+static void write_all(FILE *f, const void *buf, size_t size, const char *path) {
+    if (size && fwrite(buf, 1, size, f) != size) die("%s: write failed (%s)", path, strerror(errno));
+}
+
+/* Output files go to PATH.tmp and are renamed when complete. */
+typedef struct { FILE *f; char *path, *tmp; } OutFile;
+static void out_open(OutFile *o, const char *path) {
+    size_t n = strlen(path) + 5;
+    o->path = xcalloc(n, 1);
+    o->tmp = xcalloc(n, 1);
+    snprintf(o->path, n, "%s", path);
+    snprintf(o->tmp, n, "%s.tmp", path);
+    o->f = fopen(o->tmp, "wb");
+    if (!o->f) die("%s: cannot create (%s)", o->tmp, strerror(errno));
+}
+static void out_close(OutFile *o) {
+    if (fclose(o->f) != 0) { unlink(o->tmp); die("%s: write failed (%s)", o->tmp, strerror(errno)); }
+    if (rename(o->tmp, o->path) != 0) { unlink(o->tmp); die("%s: cannot rename into place (%s)", o->path, strerror(errno)); }
+    free(o->path);
+    free(o->tmp);
+}
+
+static void check_fits(int n, const RunState *s) {
+    if (n > s->ctx) die("the sequence has %d tokens but the context is %d positions (-c, at most the model's "
+                        "max_position_embeddings)", n, s->ctx);
+}
+
+/* -m logits: one forward pass over the sequence; every position's logits
+ * (and, optionally, HF output_hidden_states) to raw float32 files. */
+static void run_logits(Model *m, RunState *s, const Options *o, Tokenizer *tok) {
+    const Config *c = &m->config;
+    int n;
+    int *ids = prompt_ids(o, tok, c->vocab_size, &n);
+    if (n == 0) die("empty sequence: nothing to run");
+    check_fits(n, s);
+    if (!o->ids || o->verbose) print_ids("ids: ", ids, n);
+    if (!o->out_path && !o->hidden_path && o->top_k == 0) bad_usage("-m logits needs -o FILE, --hidden FILE or --top K");
+    float *hidden = o->hidden_path ? xcalloc((size_t)(c->n_layers + 1) * n * c->dim, sizeof(float)) : NULL;
+    OutFile out = {0};
+    if (o->out_path) out_open(&out, o->out_path);
+    float *logits = xcalloc((size_t)CHUNK * c->vocab_size, sizeof(float));
+    for (int i = 0; i < n; i += CHUNK) {
+        int len = n - i < CHUNK ? n - i : CHUNK;
+        forward_chunk(m, s, ids + i, len, i, logits, 1, hidden, i, n);
+        if (o->out_path) write_all(out.f, logits, (size_t)len * c->vocab_size * sizeof(float), out.tmp);
+        for (int b = 0; b < len && o->top_k > 0; b++) {
+            const float *row = logits + (size_t)b * c->vocab_size;
+            int id = ids[i + b];
+            const char *piece = tok ? tokenizer_piece(tok, id) : NULL;
+            printf("pos %d  id %d %s%s%s ->", i + b, id, piece ? "'" : "", piece ? piece : "", piece ? "'" : "");
+            /* the K largest, by repeated selection (K is small) */
+            int *best = xcalloc((size_t)o->top_k, sizeof(int));
+            for (int k = 0; k < o->top_k && k < c->vocab_size; k++) {
+                int arg = -1;
+                for (int v = 0; v < c->vocab_size; v++) {
+                    int taken = 0;
+                    for (int j = 0; j < k; j++) taken |= best[j] == v;
+                    if (!taken && (arg < 0 || row[v] > row[arg])) arg = v;
+                }
+                best[k] = arg;
+                const char *p = tok ? tokenizer_piece(tok, arg) : NULL;
+                printf("  %d%s%s%s %.4f", arg, p ? " '" : "", p ? p : "", p ? "'" : "", row[arg]);
+            }
+            printf("\n");
+            free(best);
+        }
+    }
+    if (o->out_path) out_close(&out);
+    if (o->hidden_path) {
+        OutFile hf;
+        out_open(&hf, o->hidden_path);
+        write_all(hf.f, hidden, (size_t)(c->n_layers + 1) * n * c->dim * sizeof(float), hf.tmp);
+        out_close(&hf);
+    }
+    free(logits);
+    free(hidden);
+    free(ids);
+}
+
+/* -m ppl: teacher-forced mean negative log-likelihood of each token given
+ * the ones before it (the first token, BOS, is given, not predicted). */
+static void run_ppl(Model *m, RunState *s, const Options *o, Tokenizer *tok) {
+    const Config *c = &m->config;
+    int n;
+    int *ids = prompt_ids(o, tok, c->vocab_size, &n);
+    if (n < 2) die("ppl needs at least 2 tokens (got %d)", n);
+    check_fits(n, s);
+    float *logits = xcalloc((size_t)CHUNK * c->vocab_size, sizeof(float));
+    double nll = 0;
+    for (int i = 0; i < n - 1; i += CHUNK) {
+        int len = n - 1 - i < CHUNK ? n - 1 - i : CHUNK;
+        forward_chunk(m, s, ids + i, len, i, logits, 1, NULL, 0, 0);
+        for (int b = 0; b < len; b++) {
+            const float *row = logits + (size_t)b * c->vocab_size;
+            float max = row[0];
+            for (int v = 1; v < c->vocab_size; v++) if (row[v] > max) max = row[v];
+            double sum = 0;
+            for (int v = 0; v < c->vocab_size; v++) sum += exp((double)row[v] - max);
+            nll += (log(sum) + max) - row[ids[i + b + 1]];
+        }
+    }
+    double mean = nll / (n - 1);
+    printf("tokens %d  predicted %d  nll %.6f  ppl %.6f\n", n, n - 1, mean, exp(mean));
+    free(logits);
+    free(ids);
+}
+
+/* Generation shared by generate and chat: feed `prompt` at position *pos,
+ * then sample up to `steps` tokens, streaming their text. Returns the number
+ * generated; *last gets the last token fed to the model. */
+typedef struct { double prefill_s, decode_s; long prefill_tok, decode_tok; } Stats;
+
+static int generate(Model *m, RunState *s, Tokenizer *tok, Sampler *sp, const int *prompt, int n_prompt,
+                    int *pos, int steps, int at_start, Stats *st, int *out_ids) {
+    const Config *c = &m->config;
+    if (*pos + n_prompt > s->ctx) die("the prompt needs %d positions but only %d of the context's %d are left",
+                                      n_prompt, s->ctx - *pos, s->ctx);
+    double t0 = now_s();
+    float *logits = forward(m, s, prompt, n_prompt, *pos);
+    *pos += n_prompt;
+    st->prefill_s += now_s() - t0;
+    st->prefill_tok += n_prompt;
+
+    TokenStream ts;
+    if (tok) tokstream_init(&ts, tok, at_start);
+    size_t cap = tok ? tokenizer_max_piece_bytes(tok) + 16 : 0;
+    char *piece = tok ? xcalloc(cap, 1) : NULL;
+    int produced = 0;
+    t0 = now_s();
+    while (produced < steps) {
+        int next = sample(sp, logits, c->vocab_size);
+        if (out_ids) out_ids[produced] = next;
+        produced++;
+        if (next == c->eos_id) break;
+        if (tok) {
+            size_t len = tokstream_push(&ts, next, piece, cap);
+            fwrite(piece, 1, len, stdout);
+        } else {
+            printf("%d ", next);
+        }
+        fflush(stdout);
+        if (*pos >= s->ctx) {
+            fprintf(stderr, "\nraktn: reached the end of the context (%d positions)\n", s->ctx);
+            break;
+        }
+        logits = forward(m, s, &next, 1, *pos);
+        *pos += 1;
+    }
+    if (tok) {
+        size_t len = tokstream_flush(&ts, piece, cap);
+        fwrite(piece, 1, len, stdout);
+    }
+    fflush(stdout);
+    st->decode_s += now_s() - t0;
+    st->decode_tok += produced;
+    free(piece);
+    return produced;
+}
+
+static void print_stats(const Stats *st) {
+    fprintf(stderr, "prefill %ld tok %.2f tok/s, decode %ld tok %.2f tok/s\n", st->prefill_tok,
+            st->prefill_s > 0 ? st->prefill_tok / st->prefill_s : 0.0, st->decode_tok,
+            st->decode_s > 0 ? st->decode_tok / st->decode_s : 0.0);
+}
+
+static void run_generate(Model *m, RunState *s, const Options *o, Tokenizer *tok, Sampler *sp) {
+    int n;
+    int *ids = prompt_ids(o, tok, m->config.vocab_size, &n);
+    if (n == 0) die("empty prompt: give some text or --ids");
+    if (o->verbose) print_ids("prompt ids: ", ids, n);
+    int pos = 0;
+    Stats st = {0};
+    int *out = xcalloc((size_t)o->steps + 1, sizeof(int));
+    int got = generate(m, s, tok, sp, ids, n, &pos, o->steps, n == 1, &st, out);
+    printf("\n");
+    if (o->verbose) print_ids("generated ids: ", out, got);
+    print_stats(&st);
+    free(out);
+    free(ids);
+}
+
+/* -m chat: the model card's template (Vicuna v1.1 style), one user turn per
+ * line of stdin. The conversation is one token sequence that only grows:
+ *   BOS "{system} USER: {turn 1} ASSISTANT:" {answer 1} </s>
+ *       " USER: {turn 2} ASSISTANT:" {answer 2} </s> ...
+ * Each turn's text is tokenized on its own (as HF does for text after </s>)
+ * and fed at the end of the cache, so history is never re-run. */
+static const char *DEFAULT_SYSTEM =
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+    "detailed, and polite answers to the user's questions.";
+
+static void run_chat(Model *m, RunState *s, const Options *o, Tokenizer *tok, Sampler *sp) {
+    const Config *c = &m->config;
+    const char *system = o->system ? o->system : DEFAULT_SYSTEM;
+    char *line = NULL;
+    size_t line_cap = 0;
+    int pos = 0, turn = 0;
+    Stats st = {0};
+    int *answer = xcalloc((size_t)o->steps + 1, sizeof(int));
+    int interactive = isatty(STDIN_FILENO);
+    for (;;) {
+        if (interactive) { fputs("USER: ", stdout); fflush(stdout); }
+        ssize_t len = getline(&line, &line_cap, stdin);
+        if (len < 0) break;    /* EOF ends the chat */
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        if (len == 0) continue;
+        /* the turn's text around the user's line */
+        size_t cap = strlen(system) + (size_t)len + 64;
+        char *text = xcalloc(cap, 1);
+        int tlen = turn == 0 ? snprintf(text, cap, "%s USER: %s ASSISTANT:", system, line)
+                             : snprintf(text, cap, " USER: %s ASSISTANT:", line);
+        int *ids;
+        size_t nids;
+        if (tokenizer_encode(tok, text, (size_t)tlen, turn == 0 && tokenizer_add_bos(tok), &ids, &nids) != 0)
+            die("out of memory");
+        free(text);
+        if (o->verbose) print_ids("turn ids: ", ids, (int)nids);
+        if (pos + (int)nids >= s->ctx) {
+            fprintf(stderr, "raktn: the conversation has reached the end of the context (%d positions)\n", s->ctx);
+            free(ids);
+            break;
+        }
+        if (!interactive) fputs("ASSISTANT:", stdout);
+        int got = generate(m, s, tok, sp, ids, (int)nids, &pos, o->steps, 0, &st, answer);
+        free(ids);
+        printf("\n");
+        fflush(stdout);
+        if (o->verbose) print_ids("answer ids: ", answer, got);
+        /* close the turn with </s> if the answer was cut short, so that the
+         * transcript keeps the template's shape */
+        if ((got == 0 || answer[got - 1] != c->eos_id) && c->eos_id >= 0 && pos < s->ctx) {
+            int eos = c->eos_id;
+            forward(m, s, &eos, 1, pos);
+            pos++;
+            if (o->verbose) print_ids("closing ids: ", &eos, 1);
+        }
+        turn++;
+    }
+    free(line);
+    free(answer);
+    print_stats(&st);
+}
+
+static void run_tokenize(const Options *o) {
+    Tokenizer *tok = open_tokenizer(o);
+    int n;
+    int *ids = prompt_ids(o, tok, tokenizer_vocab_size(tok), &n);
+    for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+    printf("\n");
+    free(ids);
+    tokenizer_free(tok);
+}
+
+static void run_detokenize(const Options *o) {
+    Tokenizer *tok = open_tokenizer(o);
+    if (!o->ids) bad_usage("-m detokenize needs --ids LIST");
+    int n;
+    int *ids = parse_ids(o->ids, tokenizer_vocab_size(tok), &n);
+    size_t len;
+    char *text = tokenizer_decode(tok, ids, (size_t)n, &len);
+    if (!text) die("cannot decode these ids");
+    fwrite(text, 1, len, stdout);
+    printf("\n");
+    free(text);
+    free(ids);
+    tokenizer_free(tok);
+}
+
+static void parse_args(Options *o, int argc, char **argv) {
+    *o = (Options){.mode = "generate", .steps = 256, .temperature = 0.8f, .top_p = 0.9f, .seed = 0, .ctx = 0};
+    int i = 1;
+    if (argc > 1 && argv[1][0] != '-') o->model_path = argv[i++];
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
+        if (!strcmp(a, "-v")) { o->verbose = 1; continue; }
+        if (a[0] != '-') bad_usage("unexpected argument '%s'", a);
+        if (i + 1 >= argc) bad_usage("%s needs a value", a);
+        const char *v = argv[++i];
+        if (!strcmp(a, "-m")) o->mode = v;
+        else if (!strcmp(a, "-i") || !strcmp(a, "--text")) o->prompt = v;
+        else if (!strcmp(a, "-f")) o->prompt_file = v;
+        else if (!strcmp(a, "--ids")) o->ids = v;
+        else if (!strcmp(a, "-z")) o->tokenizer_path = v;
+        else if (!strcmp(a, "-n")) o->steps = (int)parse_long(v, a, 0, 1 << 24);
+        else if (!strcmp(a, "-t")) o->temperature = parse_float(v, a, 0.0f, 100.0f);
+        else if (!strcmp(a, "-p")) o->top_p = parse_float(v, a, 0.0f, 1.0f);
+        else if (!strcmp(a, "-s")) o->seed = (unsigned long long)parse_long(v, a, 0, LONG_MAX);
+        else if (!strcmp(a, "-c")) o->ctx = (int)parse_long(v, a, 1, 1 << 24);
+        else if (!strcmp(a, "-y")) o->system = v;
+        else if (!strcmp(a, "-o")) o->out_path = v;
+        else if (!strcmp(a, "--hidden")) o->hidden_path = v;
+        else if (!strcmp(a, "--top")) o->top_k = (int)parse_long(v, a, 1, 1000);
+        else if (!strcmp(a, "-T")) o->threads = (int)parse_long(v, a, 1, 4096);
+        else bad_usage("unknown option '%s'", a);
+    }
+    const char *modes[] = {"generate", "chat", "logits", "ppl", "tokenize", "detokenize"};
+    int known = 0;
+    for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) known |= !strcmp(o->mode, modes[k]);
+    if (!known) bad_usage("unknown mode '%s'", o->mode);
+    int sources = !!o->prompt + !!o->prompt_file + !!o->ids;
+    if (sources > 1) bad_usage("give only one of -i, -f and --ids");
+}
+
+#ifndef RAKTN_NO_MAIN
+int main(int argc, char **argv) {
+    Options o;
+    parse_args(&o, argc, argv);
+#ifdef _OPENMP
+    if (o.threads > 0) omp_set_num_threads(o.threads);
+#endif
+    if (!strcmp(o.mode, "tokenize")) { run_tokenize(&o); return 0; }
+    if (!strcmp(o.mode, "detokenize")) { run_detokenize(&o); return 0; }
+    if (!o.model_path) bad_usage("MODEL.bin is required for -m %s", o.mode);
+
+    Model m = {0};
+    load_model(&m, o.model_path);
+    const Config *c = &m.config;
+    if (o.ctx > c->max_seq_len) bad_usage("-c %d exceeds the model's max_position_embeddings (%d)", o.ctx, c->max_seq_len);
+    RunState s;
+    init_state(&s, c, o.ctx ? o.ctx : c->max_seq_len);
+
+    /* the tokenizer is needed unless the prompt comes as ids; then it is
+     * still used, when it is there, to print text */
+    Tokenizer *tok = NULL;
+    if (!o.ids || !strcmp(o.mode, "chat") || o.tokenizer_path) {
+        tok = open_tokenizer(&o);
+    } else {
+        char path[4096];   /* optional: used to print text if present */
+        const char *slash = strrchr(o.model_path, '/');
+        snprintf(path, sizeof path, "%.*stokenizer.bin", slash ? (int)(slash - o.model_path + 1) : 0, o.model_path);
+        if (access(path, R_OK) == 0) tok = open_tokenizer(&o);
+    }
+    if (tok && tokenizer_vocab_size(tok) > c->vocab_size)
+        die("tokenizer has %d pieces but the model's vocabulary is %d", tokenizer_vocab_size(tok), c->vocab_size);
+
+    Sampler sp = {.temperature = o.temperature, .top_p = o.top_p, .rng = o.seed ? o.seed : (uint64_t)time(NULL)};
+    sp.rng = sp.rng * 0x9E3779B97F4A7C15ULL + 1; /* never 0: xorshift would stick */
+    sp.idx = xcalloc((size_t)c->vocab_size, sizeof(int));
+
+    if (!strcmp(o.mode, "generate")) run_generate(&m, &s, &o, tok, &sp);
+    else if (!strcmp(o.mode, "chat")) run_chat(&m, &s, &o, tok, &sp);
+    else if (!strcmp(o.mode, "logits")) run_logits(&m, &s, &o, tok);
+    else if (!strcmp(o.mode, "ppl")) run_ppl(&m, &s, &o, tok);
+
+    free(sp.idx);
+    if (tok) tokenizer_free(tok);
+    free_state(&s);
+    free_model(&m);
+    return 0;
+}
+#endif
