@@ -24,7 +24,11 @@ all: raktn
 raktn: raktn.c tokenizer.c tokenizer.h
 	$(CC) $(CFLAGS) -o $@ raktn.c tokenizer.c $(LDLIBS)
 
-# Test programs #include the code they test (like llm.c's test_gpt2.c).
+# Test programs #include the code they test (like llm.c's test_gpt2.c);
+# test_model includes raktn.c and links tokenizer.c beside it.
+tests/test_model: tests/test_model.c tests/testutil.h raktn.c tokenizer.c tokenizer.h
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< tokenizer.c $(LDLIBS) $(CHECK_LIBS)
+
 tests/test_%: tests/test_%.c tests/testutil.h raktn.c tokenizer.c tokenizer.h
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(LDLIBS) $(CHECK_LIBS)
 

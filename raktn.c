@@ -37,7 +37,9 @@
 
 /* Positions pushed through the layers together during prefill: each weight
  * row is then read once per chunk instead of once per token. */
+#ifndef CHUNK
 #define CHUNK 64
+#endif
 
 static void die(const char *fmt, ...) {
     va_list ap;

@@ -1,0 +1,40 @@
+#!/bin/sh
+# Build everything the test suite reads, under tests/work (git-ignored):
+#   tests/work/hf/NAME      random-weight HF checkpoints (tests/make_checkpoints.sh,
+#                           verified against tests/fixtures/checkpoints.sha256)
+#   tests/work/models/NAME  their export/export.py output (model.bin [+ tokenizer.bin])
+#   tests/work/tok/         tokenizer.bin files for the tokenizer tests
+# Only python3 (standard library) is needed. Re-running is cheap: a stamp file
+# records the inputs' hash and skips the work when nothing changed.
+set -eu
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+W=tests/work
+STAMP=$W/.stamp
+inputs=$(cat tests/make_checkpoint.py tests/make_checkpoints.sh tests/fixtures/checkpoints.sha256 \
+         export/export.py export/tokenizer_export.py tests/prepare.sh tests/tokenizer/* 2>/dev/null \
+         | cksum)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$inputs" ]; then
+  echo "prepare: tests/work is up to date"
+  exit 0
+fi
+rm -rf "$W"
+mkdir -p "$W/models"
+PYTHON=$PY sh tests/make_checkpoints.sh "$W/hf"
+
+# t48k-bf16 gets the RakutenAI-like 48k tokenizer so that text modes (chat,
+# generate from text) can run on a model whose vocabulary matches it.
+[ -f tests/tokenizer/rakuten-like-48k/tokenizer.json ] && cp tests/tokenizer/rakuten-like-48k/tokenizer.json tests/tokenizer/rakuten-like-48k/tokenizer_config.json \
+   "$W/hf/t48k-bf16/"
+
+for name in t48k-bf16 t48k-fp16 t48k-fp32 t48k-sharded t48k-llama sw8 tied wide; do
+  "$PY" export/export.py --quiet "$W/hf/$name" "$W/models/$name" 2>"$W/export-$name.log" || {
+    cat "$W/export-$name.log" >&2; exit 1; }
+done
+# lossless bf16 storage of a bf16 checkpoint (must give bit-identical logits)
+"$PY" export/export.py --quiet --dtype bf16 "$W/hf/t48k-bf16" "$W/models/t48k-bf16-b16" 2>"$W/export-b16.log"
+"$PY" export/export.py --quiet --dtype bf16 "$W/hf/sw8" "$W/models/sw8-b16" 2>>"$W/export-b16.log"
+
+[ -f tests/tokenizer/prepare.sh ] && sh tests/tokenizer/prepare.sh
+echo "$inputs" > "$STAMP"
+echo "prepare: done"

@@ -1,0 +1,252 @@
+/* tests/test_model.c - raktn's forward pass against Hugging Face transformers.
+ *
+ * Like llm.c's test_gpt2.c: the code under test is #included, and its
+ * outputs are compared with tensors dumped by the PyTorch reference
+ * (tests/fixtures/NAME.logits.f32 and NAME.hidden.f32, made by export/reference.py
+ * running transformers' MistralForCausalLM; see tests/fixtures/README.md).
+ * The checkpoints themselves are regenerated bit for bit by
+ * tests/prepare.sh (sha256-checked), then exported with export/export.py.
+ *
+ * CHUNK is set small here so that every sequence crosses several prefill
+ * chunks (the real binary, with CHUNK 64, is exercised by tests/test_cli.c).
+ */
+#define CHUNK 5
+#define RAKTN_NO_MAIN
+#pragma GCC diagnostic ignored "-Wunused-function" /* the CLI parts of raktn.c */
+#include "../raktn.c"
+#include <check.h>
+#include "testutil.h"
+
+#define TOL 1e-4f  /* max |logit difference| allowed; HF vs float64 numpy is ~1e-5 */
+
+typedef struct {
+    const char *ref;   /* tests/fixtures/REF.* */
+    const char *model; /* tests/work/models/MODEL/model.bin */
+} Case;
+
+/* Every checkpoint container we export, and the reference it must match.
+ * t48k-*: one set of weights (vocab 48000) stored as bf16, fp16, fp32,
+ * sharded fp32 and as a LlamaForCausalLM; sw8: window 8 over 40 tokens;
+ * tied: tie_word_embeddings; wide: GQA 4:1, head_dim 16, window 16. */
+static const Case CASES[] = {
+    {"t48k", "t48k-bf16"}, {"t48k", "t48k-fp16"}, {"t48k", "t48k-fp32"}, {"t48k", "t48k-sharded"},
+    {"t48k", "t48k-llama"}, {"t48k", "t48k-bf16-b16"}, {"sw8", "sw8"}, {"sw8", "sw8-b16"},
+    {"sw8gen", "sw8"}, {"tied", "tied"}, {"wide", "wide"},
+};
+#define N_CASES ((int)(sizeof CASES / sizeof CASES[0]))
+
+typedef struct {
+    Model m;
+    int *ids, n;
+    float *ref_logits, *ref_hidden;
+} Fixture;
+
+static void fixture_open(Fixture *f, const Case *cs) {
+    char path[512];
+    memset(f, 0, sizeof *f);
+    snprintf(path, sizeof path, "tests/work/models/%s/model.bin", cs->model);
+    load_model(&f->m, path);
+    snprintf(path, sizeof path, "tests/fixtures/%s.ids", cs->ref);
+    char *text = tu_read_file(path, NULL);
+    ck_assert_msg(text != NULL, "missing %s", path);
+    f->ids = malloc(4096 * sizeof(int));
+    f->n = tu_parse_ids(text, f->ids, 4096);
+    free(text);
+    ck_assert_int_gt(f->n, 0);
+    const Config *c = &f->m.config;
+    snprintf(path, sizeof path, "tests/fixtures/%s.logits.f32", cs->ref);
+    f->ref_logits = tu_read_f32(path, (size_t)f->n * c->vocab_size);
+    ck_assert_msg(f->ref_logits != NULL, "%s missing or not [%d, %d] float32", path, f->n, c->vocab_size);
+    snprintf(path, sizeof path, "tests/fixtures/%s.hidden.f32", cs->ref);
+    f->ref_hidden = tu_read_f32(path, (size_t)(c->n_layers + 1) * f->n * c->dim);
+    ck_assert_msg(f->ref_hidden != NULL, "%s missing or wrong size", path);
+}
+
+static void fixture_close(Fixture *f) {
+    free(f->ids);
+    free(f->ref_logits);
+    free(f->ref_hidden);
+    free_model(&f->m);
+}
+
+/* One batched pass over the whole sequence (CHUNK positions at a time). */
+static void run_all(Fixture *f, float *logits, float *hidden) {
+    RunState s;
+    init_state(&s, &f->m.config, f->m.config.max_seq_len);
+    for (int i = 0; i < f->n; i += CHUNK) {
+        int len = f->n - i < CHUNK ? f->n - i : CHUNK;
+        forward_chunk(&f->m, &s, f->ids + i, len, i, logits + (size_t)i * f->m.config.vocab_size, 1, hidden, i,
+                      f->n);
+    }
+    free_state(&s);
+}
+
+static float max_abs_diff(const float *a, const float *b, size_t n) {
+    float m = 0;
+    for (size_t i = 0; i < n; i++) {
+        float d = fabsf(a[i] - b[i]);
+        if (!(d <= m)) m = d;   /* also catches NaN */
+    }
+    return m;
+}
+
+static void assert_logits_match(const Fixture *f, const float *logits, const char *what) {
+    int V = f->m.config.vocab_size;
+    float d = max_abs_diff(logits, f->ref_logits, (size_t)f->n * V);
+    ck_assert_msg(d <= TOL, "%s: max |dlogit| = %g > %g", what, d, TOL);
+    for (int p = 0; p < f->n; p++) {
+        int a = argmax(logits + (size_t)p * V, V), b = argmax(f->ref_logits + (size_t)p * V, V);
+        ck_assert_msg(a == b, "%s: argmax differs at position %d: %d vs HF %d", what, p, a, b);
+    }
+}
+
+START_TEST(test_logits_match_hf) {
+    Fixture f;
+    fixture_open(&f, &CASES[_i]);
+    float *logits = calloc((size_t)f.n * f.m.config.vocab_size, sizeof(float));
+    run_all(&f, logits, NULL);
+    char what[128];
+    snprintf(what, sizeof what, "%s vs HF %s", CASES[_i].model, CASES[_i].ref);
+    assert_logits_match(&f, logits, what);
+    free(logits);
+    fixture_close(&f);
+}
+END_TEST
+
+/* HF output_hidden_states: embeddings, each layer's output, final norm */
+START_TEST(test_hidden_states_match_hf) {
+    Fixture f;
+    fixture_open(&f, &CASES[_i]);
+    const Config *c = &f.m.config;
+    float *logits = calloc((size_t)f.n * c->vocab_size, sizeof(float));
+    float *hidden = calloc((size_t)(c->n_layers + 1) * f.n * c->dim, sizeof(float));
+    run_all(&f, logits, hidden);
+    for (int k = 0; k <= c->n_layers; k++) {
+        size_t off = (size_t)k * f.n * c->dim;
+        float d = max_abs_diff(hidden + off, f.ref_hidden + off, (size_t)f.n * c->dim);
+        ck_assert_msg(d <= TOL, "%s: hidden state %d differs from HF by %g", CASES[_i].model, k, d);
+    }
+    free(logits);
+    free(hidden);
+    fixture_close(&f);
+}
+END_TEST
+
+/* Decoding one token at a time through the KV cache must give the same
+ * logits as the batched pass, bit for bit (same summation order), and
+ * therefore the HF full-sequence reference. */
+START_TEST(test_one_token_at_a_time_equals_batched) {
+    Fixture f;
+    fixture_open(&f, &CASES[_i]);
+    int V = f.m.config.vocab_size;
+    float *batched = calloc((size_t)f.n * V, sizeof(float));
+    float *single = calloc((size_t)f.n * V, sizeof(float));
+    run_all(&f, batched, NULL);
+    RunState s;
+    init_state(&s, &f.m.config, f.m.config.max_seq_len);
+    for (int p = 0; p < f.n; p++) forward_chunk(&f.m, &s, &f.ids[p], 1, p, single + (size_t)p * V, 1, NULL, 0, 0);
+    free_state(&s);
+    ck_assert_msg(memcmp(batched, single, (size_t)f.n * V * sizeof(float)) == 0,
+                  "%s: token-by-token logits differ from batched (max %g)", CASES[_i].model,
+                  max_abs_diff(batched, single, (size_t)f.n * V));
+    assert_logits_match(&f, single, "token by token");
+    free(batched);
+    free(single);
+    fixture_close(&f);
+}
+END_TEST
+
+/* export --dtype bf16 stores the bf16 checkpoint as it is; raktn widens it
+ * exactly, so the logits are bit-identical to the fp32 file's. */
+START_TEST(test_bf16_storage_is_bit_identical) {
+    const char *pairs[][3] = {{"t48k", "t48k-bf16", "t48k-bf16-b16"}, {"sw8", "sw8", "sw8-b16"}};
+    for (int i = 0; i < 2; i++) {
+        Case a = {pairs[i][0], pairs[i][1]}, b = {pairs[i][0], pairs[i][2]};
+        Fixture fa, fb;
+        fixture_open(&fa, &a);
+        fixture_open(&fb, &b);
+        ck_assert_int_eq(fa.m.config.dtype, DTYPE_F32);
+        ck_assert_int_eq(fb.m.config.dtype, DTYPE_BF16);
+        ck_assert_uint_eq((fb.m.map_size - HEADER_SIZE) * 2, fa.m.map_size - HEADER_SIZE); /* half the bytes */
+        size_t nl = (size_t)fa.n * fa.m.config.vocab_size;
+        float *la = calloc(nl, sizeof(float)), *lb = calloc(nl, sizeof(float));
+        run_all(&fa, la, NULL);
+        run_all(&fb, lb, NULL);
+        ck_assert_msg(memcmp(la, lb, nl * sizeof(float)) == 0, "%s: bf16 storage changed the logits", pairs[i][2]);
+        free(la);
+        free(lb);
+        fixture_close(&fa);
+        fixture_close(&fb);
+    }
+}
+END_TEST
+
+/* The ring buffer holds only `window` positions, yet sw8's 40 tokens
+ * (5 wraps of an 8-slot ring) match HF (test_logits_match_hf). */
+START_TEST(test_kv_cache_is_bounded_by_window) {
+    Fixture f;
+    Case cs = {"sw8", "sw8"};
+    fixture_open(&f, &cs);
+    RunState s;
+    init_state(&s, &f.m.config, f.m.config.max_seq_len);
+    ck_assert_int_eq(f.m.config.sliding_window, 8);
+    ck_assert_int_eq(s.cache_len, 8);
+    free_state(&s);
+    init_state(&s, &f.m.config, 5); /* a context shorter than the window */
+    ck_assert_int_eq(s.cache_len, 5);
+    free_state(&s);
+    fixture_close(&f);
+}
+END_TEST
+
+/* Greedy decoding (-t 0) reproduces HF generate(do_sample=False): the
+ * fixture sw8gen.ids is the 6-token prompt (sw8gen.json: generate.prompt_ids)
+ * followed by the 34 tokens HF generated from it. */
+#define SW8GEN_PROMPT 6
+START_TEST(test_greedy_matches_hf_generate) {
+    char *text = tu_read_file("tests/fixtures/sw8gen.ids", NULL);
+    ck_assert_msg(text != NULL, "missing tests/fixtures/sw8gen.ids");
+    int seq[256];
+    int n_seq = tu_parse_ids(text, seq, 256);
+    free(text);
+    ck_assert_int_eq(n_seq, 40);
+    const int *prompt = seq, *want = seq + SW8GEN_PROMPT;
+    int n_prompt = SW8GEN_PROMPT, n_want = n_seq - SW8GEN_PROMPT;
+    Model m = {0};
+    load_model(&m, "tests/work/models/sw8/model.bin");
+    RunState s;
+    init_state(&s, &m.config, m.config.max_seq_len);
+    Sampler sp = {.temperature = 0};
+    float *logits = forward(&m, &s, prompt, n_prompt, 0);
+    int pos = n_prompt;
+    for (int i = 0; i < n_want; i++) {
+        int next = sample(&sp, logits, m.config.vocab_size);
+        ck_assert_msg(next == want[i], "generated token %d: raktn %d, HF %d", i, next, want[i]);
+        logits = forward(&m, &s, &next, 1, pos++);
+    }
+    free_state(&s);
+    free_model(&m);
+}
+END_TEST
+
+Suite *model_suite(void) {
+    Suite *s = suite_create("model");
+    TCase *tc = tcase_create("vs transformers");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_logits_match_hf, 0, N_CASES);
+    tcase_add_loop_test(tc, test_hidden_states_match_hf, 0, N_CASES);
+    tcase_add_loop_test(tc, test_one_token_at_a_time_equals_batched, 0, N_CASES);
+    tcase_add_test(tc, test_bf16_storage_is_bit_identical);
+    tcase_add_test(tc, test_kv_cache_is_bounded_by_window);
+    tcase_add_test(tc, test_greedy_matches_hf_generate);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(model_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
