@@ -735,7 +735,7 @@ static Tokenizer *open_tokenizer(const Options *o) {
         snprintf(path, sizeof path, "%.*stokenizer.bin", dir_len, o->model_path);
     }
     Tokenizer *t = tokenizer_load(path, err, sizeof err);
-    if (!t) die("%s: %s", path, err);
+    if (!t) die("%s", err); /* the message names the file */
     return t;
 }
 
@@ -949,12 +949,14 @@ static void run_generate(Model *m, RunState *s, const Options *o, Tokenizer *tok
     free(ids);
 }
 
-/* -m chat: the model card's template (Vicuna v1.1 style), one user turn per
- * line of stdin. The conversation is one token sequence that only grows:
+/* -m chat: the model card's template, which is Vicuna v1.1's, one user turn
+ * per line of stdin. The conversation is one token sequence that only grows:
  *   BOS "{system} USER: {turn 1} ASSISTANT:" {answer 1} </s>
- *       " USER: {turn 2} ASSISTANT:" {answer 2} </s> ...
- * Each turn's text is tokenized on its own (as HF does for text after </s>)
- * and fed at the end of the cache, so history is never re-run. */
+ *       "USER: {turn 2} ASSISTANT:" {answer 2} </s> ...
+ * exactly FastChat's Vicuna v1.1 string (no space after </s>). Each turn's
+ * text is tokenized on its own, which is what HF's tokenizer does with text
+ * that follows the special token </s> (notes/chat.md), and fed at the end of
+ * the cache, so the history is never run again. */
 static const char *DEFAULT_SYSTEM =
     "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
     "detailed, and polite answers to the user's questions.";
@@ -978,7 +980,7 @@ static void run_chat(Model *m, RunState *s, const Options *o, Tokenizer *tok, Sa
         size_t cap = strlen(system) + (size_t)len + 64;
         char *text = xcalloc(cap, 1);
         int tlen = turn == 0 ? snprintf(text, cap, "%s USER: %s ASSISTANT:", system, line)
-                             : snprintf(text, cap, " USER: %s ASSISTANT:", line);
+                             : snprintf(text, cap, "USER: %s ASSISTANT:", line);
         int *ids;
         size_t nids;
         if (tokenizer_encode(tok, text, (size_t)tlen, turn == 0 && tokenizer_add_bos(tok), &ids, &nids) != 0)

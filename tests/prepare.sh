@@ -12,7 +12,7 @@ PY=${PYTHON:-python3}
 W=tests/work
 STAMP=$W/.stamp
 inputs=$(cat tests/make_checkpoint.py tests/make_checkpoints.sh tests/fixtures/checkpoints.sha256 \
-         export/export.py export/tokenizer_export.py tests/prepare.sh tests/tokenizer/* 2>/dev/null \
+         export/export.py export/tokenizer_export.py tests/prepare.sh tests/tokenizer/prepare.sh \
          | cksum)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$inputs" ]; then
   echo "prepare: tests/work is up to date"
@@ -22,10 +22,12 @@ rm -rf "$W"
 mkdir -p "$W/models"
 PYTHON=$PY sh tests/make_checkpoints.sh "$W/hf"
 
-# t48k-bf16 gets the RakutenAI-like 48k tokenizer so that text modes (chat,
-# generate from text) can run on a model whose vocabulary matches it.
-[ -f tests/tokenizer/rakuten-like-48k/tokenizer.json ] && cp tests/tokenizer/rakuten-like-48k/tokenizer.json tests/tokenizer/rakuten-like-48k/tokenizer_config.json \
-   "$W/hf/t48k-bf16/"
+# Tokenizer fixtures first (tests/tokenizer/prepare.sh unpacks the 48k
+# RakutenAI-like tokenizer.json). t48k-bf16 gets that tokenizer so that the
+# text modes (chat, generation from text) run on a model whose vocabulary
+# matches it.
+sh tests/tokenizer/prepare.sh
+cp "$W/tok/src/rakuten48k/tokenizer.json" "$W/tok/src/rakuten48k/tokenizer_config.json" "$W/hf/t48k-bf16/"
 
 for name in t48k-bf16 t48k-fp16 t48k-fp32 t48k-sharded t48k-llama sw8 tied wide; do
   "$PY" export/export.py --quiet "$W/hf/$name" "$W/models/$name" 2>"$W/export-$name.log" || {
@@ -35,6 +37,5 @@ done
 "$PY" export/export.py --quiet --dtype bf16 "$W/hf/t48k-bf16" "$W/models/t48k-bf16-b16" 2>"$W/export-b16.log"
 "$PY" export/export.py --quiet --dtype bf16 "$W/hf/sw8" "$W/models/sw8-b16" 2>>"$W/export-b16.log"
 
-[ -f tests/tokenizer/prepare.sh ] && sh tests/tokenizer/prepare.sh
 echo "$inputs" > "$STAMP"
 echo "prepare: done"

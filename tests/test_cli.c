@@ -1,0 +1,316 @@
+#define _GNU_SOURCE /* strchrnul */
+/* tests/test_cli.c - the ./raktn program as people run it.
+ *
+ * Runs the real binary (prefill chunk 64, so sw8's 40 tokens go through in
+ * one chunk: five times the 8-key window) and checks its files and text
+ * against the transformers fixtures, plus exit codes and messages for bad
+ * input. Run from the repository root after tests/prepare.sh.
+ */
+#include <check.h>
+#include <math.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "testutil.h"
+
+#define SW8 "tests/work/models/sw8/model.bin"
+#define T48K "tests/work/models/t48k-bf16/model.bin"
+#define TMP "tests/work/cli"
+
+typedef struct {
+    int status;   /* exit status, or -signal */
+    char *out, *err;
+} Result;
+
+/* Run argv with stdin_text on standard input; capture stdout and stderr. */
+static Result run(const char *stdin_text, const char *const argv[]) {
+    char out_path[] = TMP "/outXXXXXX", err_path[] = TMP "/errXXXXXX", in_path[] = TMP "/inXXXXXX";
+    int fo = mkstemp(out_path), fe = mkstemp(err_path), fi = mkstemp(in_path);
+    ck_assert(fo >= 0 && fe >= 0 && fi >= 0);
+    if (stdin_text) ck_assert(write(fi, stdin_text, strlen(stdin_text)) == (ssize_t)strlen(stdin_text));
+    lseek(fi, 0, SEEK_SET);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(fi, 0);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    close(fo);
+    close(fe);
+    close(fi);
+    Result r;
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+    r.out = tu_read_file(out_path, NULL);
+    r.err = tu_read_file(err_path, NULL);
+    unlink(out_path);
+    unlink(err_path);
+    unlink(in_path);
+    return r;
+}
+
+static void result_free(Result *r) {
+    free(r->out);
+    free(r->err);
+}
+
+static int file_exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* A failure: the given exit status, no signal, exactly one "raktn: error:"
+ * line first on stderr, nothing on stdout. */
+static void assert_clean_failure(Result *r, int status, const char *must_contain) {
+    ck_assert_msg(r->status == status, "exit status %d, wanted %d; stderr: %s", r->status, status, r->err);
+    ck_assert_msg(strncmp(r->err, "raktn: error: ", 14) == 0, "stderr does not start with the error: %s", r->err);
+    ck_assert_msg(strstr(r->err, must_contain) != NULL, "stderr lacks '%s': %s", must_contain, r->err);
+    ck_assert_msg(r->out[0] == 0, "stdout not empty: %s", r->out);
+}
+
+static char *fixture_ids(const char *name) {
+    char path[256];
+    snprintf(path, sizeof path, "tests/fixtures/%s.ids", name);
+    char *s = tu_read_file(path, NULL);
+    ck_assert_msg(s != NULL, "missing %s", path);
+    for (char *p = s; *p; p++)
+        if (*p == '\n') *p = 0;
+    return s;
+}
+
+START_TEST(test_logits_file_matches_hf) {
+    char *ids = fixture_ids("sw8");
+    const char *argv[] = {"./raktn", SW8, "-m", "logits", "--ids", ids, "-o", TMP "/sw8.logits",
+                          "--hidden", TMP "/sw8.hidden", NULL};
+    Result r = run(NULL, argv);
+    ck_assert_msg(r.status == 0, "raktn failed: %s", r.err);
+    size_t n = 40 * 512, nh = 4 * 40 * 64;
+    float *got = tu_read_f32(TMP "/sw8.logits", n), *want = tu_read_f32("tests/fixtures/sw8.logits.f32", n);
+    float *hgot = tu_read_f32(TMP "/sw8.hidden", nh), *hwant = tu_read_f32("tests/fixtures/sw8.hidden.f32", nh);
+    ck_assert(got && want && hgot && hwant);
+    float d = 0, dh = 0;
+    for (size_t i = 0; i < n; i++) d = fmaxf(d, fabsf(got[i] - want[i]));
+    for (size_t i = 0; i < nh; i++) dh = fmaxf(dh, fabsf(hgot[i] - hwant[i]));
+    ck_assert_msg(d <= 1e-4f, "max |dlogit| %g", d);
+    ck_assert_msg(dh <= 1e-4f, "max |dhidden| %g", dh);
+    ck_assert(!file_exists(TMP "/sw8.logits.tmp"));
+    free(got); free(want); free(hgot); free(hwant); free(ids);
+    result_free(&r);
+}
+END_TEST
+
+/* ppl = exp(mean NLL), computed here from HF's logits in double */
+START_TEST(test_ppl_matches_reference_logits) {
+    char *ids_text = fixture_ids("sw8");
+    int ids[64];
+    int n = tu_parse_ids(ids_text, ids, 64);
+    float *ref = tu_read_f32("tests/fixtures/sw8.logits.f32", (size_t)n * 512);
+    ck_assert(ref);
+    double nll = 0;
+    for (int p = 0; p < n - 1; p++) {
+        const float *row = ref + (size_t)p * 512;
+        double mx = row[0], sum = 0;
+        for (int v = 1; v < 512; v++) mx = fmax(mx, row[v]);
+        for (int v = 0; v < 512; v++) sum += exp(row[v] - mx);
+        nll += log(sum) + mx - row[ids[p + 1]];
+    }
+    nll /= n - 1;
+    const char *argv[] = {"./raktn", SW8, "-m", "ppl", "--ids", ids_text, NULL};
+    Result r = run(NULL, argv);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    double got_nll, got_ppl;
+    int tokens, predicted;
+    ck_assert_msg(sscanf(r.out, "tokens %d predicted %d nll %lf ppl %lf", &tokens, &predicted, &got_nll, &got_ppl) == 4,
+                  "unexpected output: %s", r.out);
+    ck_assert_int_eq(tokens, n);
+    ck_assert_int_eq(predicted, n - 1);
+    ck_assert_msg(fabs(got_nll - nll) < 1e-5, "nll %f vs reference %f", got_nll, nll);
+    ck_assert_msg(fabs(got_ppl - exp(nll)) < 1e-4 * exp(nll), "ppl %f vs %f", got_ppl, exp(nll));
+    free(ref); free(ids_text);
+    result_free(&r);
+}
+END_TEST
+
+/* -t 0 reproduces HF generate(do_sample=False); the stats line is there */
+START_TEST(test_greedy_generate_matches_hf) {
+    char *seq = fixture_ids("sw8gen");
+    int ids[64];
+    int n = tu_parse_ids(seq, ids, 64);
+    ck_assert_int_eq(n, 40);
+    char prompt[256] = "", want[512] = "";
+    for (int i = 0; i < 6; i++) snprintf(prompt + strlen(prompt), sizeof prompt - strlen(prompt), "%d ", ids[i]);
+    for (int i = 6; i < n; i++) snprintf(want + strlen(want), sizeof want - strlen(want), "%d ", ids[i]);
+    /* sw8 has no tokenizer.bin: raktn prints the ids it generates */
+    const char *argv[] = {"./raktn", SW8, "--ids", prompt, "-t", "0", "-n", "34", NULL};
+    Result r = run(NULL, argv);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    ck_assert_msg(strncmp(r.out, want, strlen(want)) == 0, "greedy ids\n%s\nHF\n%s", r.out, want);
+    int pn, dn;
+    double ps, ds;
+    const char *line = strstr(r.err, "prefill ");
+    ck_assert_msg(line && sscanf(line, "prefill %d tok %lf tok/s, decode %d tok %lf tok/s", &pn, &ps, &dn, &ds) == 4,
+                  "no stats line: %s", r.err);
+    ck_assert_int_eq(pn, 6);
+    ck_assert_int_eq(dn, 34);
+    free(seq);
+    result_free(&r);
+}
+END_TEST
+
+START_TEST(test_same_seed_same_output) {
+    const char *a1[] = {"./raktn", SW8, "--ids", "1 5 9", "-t", "1.0", "-p", "0.9", "-s", "42", "-n", "30", NULL};
+    const char *a2[] = {"./raktn", SW8, "--ids", "1 5 9", "-t", "1.0", "-p", "0.9", "-s", "43", "-n", "30", NULL};
+    Result r1 = run(NULL, a1), r2 = run(NULL, a1), r3 = run(NULL, a2);
+    ck_assert_int_eq(r1.status, 0);
+    ck_assert_str_eq(r1.out, r2.out);
+    ck_assert_msg(strcmp(r1.out, r3.out) != 0, "seeds 42 and 43 gave the same 30 tokens");
+    result_free(&r1); result_free(&r2); result_free(&r3);
+}
+END_TEST
+
+/* A piped two-turn chat equals one pass over the whole transcript: the
+ * second answer is what greedy generation gives from the full transcript
+ * (turn 1, answer 1, </s>, turn 2) run as one batched prompt. */
+START_TEST(test_chat_two_turns_equals_one_pass) {
+    const char *argv[] = {"./raktn", T48K, "-m", "chat", "-t", "0", "-n", "5", "-v", NULL};
+    Result r = run("Hello, who are you?\nこんにちは、元気ですか？\n", argv);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    /* stderr has, in order: turn ids, answer ids, [closing ids], turn ids, answer ids */
+    static int transcript[8192];
+    int nt = 0, answers[2][64], na[2] = {0, 0}, turn = 0;
+    char *save, *line = strtok_r(r.err, "\n", &save);
+    for (; line; line = strtok_r(NULL, "\n", &save)) {
+        if (!strncmp(line, "turn ids: ", 10) || !strncmp(line, "closing ids: ", 13)) {
+            if (turn < 2) nt += tu_parse_ids(strchr(line, ':') + 1, transcript + nt, 8192 - nt);
+        } else if (!strncmp(line, "answer ids: ", 12)) {
+            na[turn] = tu_parse_ids(line + 12, answers[turn], 64);
+            if (turn == 0) {
+                memcpy(transcript + nt, answers[0], na[0] * sizeof(int));
+                nt += na[0];
+            }
+            turn++;
+        }
+    }
+    ck_assert_int_eq(turn, 2);
+    ck_assert_int_gt(na[1], 0);
+    ck_assert_int_eq(transcript[0], 1); /* BOS once, at the start */
+    char *ids = malloc((size_t)nt * 8 + 1);
+    ids[0] = 0;
+    for (int i = 0; i < nt; i++) sprintf(ids + strlen(ids), "%d ", transcript[i]);
+    const char *gen[] = {"./raktn", T48K, "--ids", ids, "-t", "0", "-n", "5", "-v", NULL};
+    Result g = run(NULL, gen);
+    ck_assert_msg(g.status == 0, "%s", g.err);
+    char *got = strstr(g.err, "generated ids: ");
+    ck_assert(got);
+    *strchrnul(got, '\n') = 0;
+    int again[64];
+    int n_again = tu_parse_ids(got + 15, again, 64);
+    ck_assert_int_eq(n_again, na[1]);
+    for (int i = 0; i < n_again; i++) ck_assert_int_eq(again[i], answers[1][i]);
+    free(ids);
+    result_free(&r);
+    result_free(&g);
+}
+END_TEST
+
+/* Each bad input: a one-line error, a non-zero exit, no signal, no output file. */
+START_TEST(test_bad_flags) {
+    struct { const char *argv[12]; int status; const char *msg; } cases[] = {
+        {{"./raktn", SW8, "--bogus", "1"}, 2, "unknown option"},
+        {{"./raktn", SW8, "-n", "abc", "--ids", "1"}, 2, "-n wants an integer"},
+        {{"./raktn", SW8, "-n", "-5", "--ids", "1"}, 2, "-n must be in"},
+        {{"./raktn", SW8, "-t", "-1", "--ids", "1"}, 2, "-t must be in"},
+        {{"./raktn", SW8, "-p", "1.5", "--ids", "1"}, 2, "-p must be in"},
+        {{"./raktn", SW8, "-t", "nan", "--ids", "1"}, 2, "-t wants a number"},
+        {{"./raktn", SW8, "--ids"}, 2, "--ids needs a value"},
+        {{"./raktn", SW8, "-m", "dance", "--ids", "1"}, 2, "unknown mode"},
+        {{"./raktn", SW8, "--ids", "1 512"}, 2, "outside the vocabulary"},
+        {{"./raktn", SW8, "--ids", "1 -3"}, 2, "outside the vocabulary"},
+        {{"./raktn", SW8, "--ids", "1 x"}, 2, "is not a token id"},
+        {{"./raktn", SW8, "-m", "logits", "--ids", "1 2 3", "-o", TMP "/never.f32", "-c", "2"}, 1, "context"},
+        {{"./raktn", SW8, "-m", "logits", "--ids", "", "-o", TMP "/never.f32"}, 1, "empty"},
+        {{"./raktn", SW8, "-c", "40000", "--ids", "1"}, 2, "max_position_embeddings"},
+        {{"./raktn", SW8, "-i", "a", "--ids", "1"}, 2, "only one of"},
+        {{"./raktn", "tests/work/no-such-model.bin", "--ids", "1"}, 1, "cannot open"},
+        {{"./raktn", SW8, "-m", "ppl", "--ids", "1"}, 1, "at least 2 tokens"},
+        {{"./raktn"}, 2, "MODEL.bin is required"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Result r = run(NULL, cases[i].argv);
+        assert_clean_failure(&r, cases[i].status, cases[i].msg);
+        result_free(&r);
+    }
+    ck_assert(!file_exists(TMP "/never.f32") && !file_exists(TMP "/never.f32.tmp"));
+}
+END_TEST
+
+/* Corrupt model files: truncated, bad magic, absurd header fields. */
+static void write_variant(const char *dst, long truncate_to, long patch_at, const void *patch, size_t patch_len) {
+    size_t len;
+    char *buf = tu_read_file(SW8, &len);
+    ck_assert(buf);
+    if (patch) memcpy(buf + patch_at, patch, patch_len);
+    if (truncate_to >= 0) len = (size_t)truncate_to;
+    FILE *f = fopen(dst, "wb");
+    ck_assert(f && fwrite(buf, 1, len, f) == len);
+    fclose(f);
+    free(buf);
+}
+
+START_TEST(test_bad_model_files) {
+    uint32_t huge = 0x7FFFFFFFu, zero = 0, three = 3;
+    float neg = -1.0f;
+    struct { long trunc, at; const void *patch; size_t plen; const char *msg; } cases[] = {
+        {100, 0, NULL, 0, "shorter than the 256-byte header"},
+        {300000, 0, NULL, 0, "truncated"},
+        {-1, 0, "NOTRAKTN", 8, "bad magic"},
+        {-1, 8, &three, 4, "version"},
+        {-1, 12, &three, 4, "dtype"},
+        {-1, 16, &zero, 4, "dim"},
+        {-1, 16, &huge, 4, "dim"},
+        {-1, 28, &huge, 4, "n_heads"},
+        {-1, 32, &three, 4, "n_kv_heads"},
+        {-1, 40, &huge, 4, "vocab_size"},
+        {-1, 52, &huge, 4, "bos_id"},
+        {-1, 64, &neg, 4, "rope_theta"},
+        {-1, 80, &zero, 4, "header says"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_variant(TMP "/bad.bin", cases[i].trunc, cases[i].at, cases[i].patch, cases[i].plen);
+        const char *argv[] = {"./raktn", TMP "/bad.bin", "--ids", "1 2", "-n", "2", NULL};
+        Result r = run(NULL, argv);
+        assert_clean_failure(&r, 1, cases[i].msg);
+        result_free(&r);
+    }
+}
+END_TEST
+
+Suite *cli_suite(void) {
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("raktn");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_logits_file_matches_hf);
+    tcase_add_test(tc, test_ppl_matches_reference_logits);
+    tcase_add_test(tc, test_greedy_generate_matches_hf);
+    tcase_add_test(tc, test_same_seed_same_output);
+    tcase_add_test(tc, test_chat_two_turns_equals_one_pass);
+    tcase_add_test(tc, test_bad_flags);
+    tcase_add_test(tc, test_bad_model_files);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    mkdir(TMP, 0755);
+    SRunner *sr = srunner_create(cli_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
