@@ -39,6 +39,7 @@ fixtures-data: raktn
 
 test: raktn $(TESTS) fixtures-data
 	@set -e; for t in $(TESTS); do echo "== $$t"; ./$$t; done
+	@echo "== export/compare.py (unittest)"; $(PYTHON) -m unittest tests/test_compare.py
 
 test-asan:
 	$(MAKE) clean
