@@ -48,3 +48,6 @@ test-asan:
 
 clean:
 	rm -f raktn $(TESTS)
+
+# Fuzzing (libFuzzer, clang) and the fuzz regression run live in fuzz/fuzz.mk.
+-include fuzz/fuzz.mk
