@@ -648,8 +648,10 @@ char *tokenizer_decode(const Tokenizer *t, const int *ids, size_t n_ids, size_t 
 typedef struct { char *out; size_t cap, n; TokenStream *s; } Sink;
 
 static void sink_put(Sink *k, const char *p, size_t n) {
-    if (n > 0 && k->s->at_start && p[0] == ' ') { p++; n--; }  /* HF Strip */
-    if (n > 0) k->s->at_start = 0;
+    if (n > 0 && k->s->at_start) {      /* HF Strip: only the very first char */
+        k->s->at_start = 0;
+        if (p[0] == ' ') { p++; n--; }
+    }
     for (size_t i = 0; i < n && k->n + 1 < k->cap; i++) k->out[k->n++] = p[i];
 }
 
