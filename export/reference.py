@@ -215,7 +215,8 @@ def tokenize(d, text, transformers, spm):
         tok = transformers.AutoTokenizer.from_pretrained(d)
         return tok(text)["input_ids"], f"AutoTokenizer ({type(tok).__name__})"
     except Exception as e:
-        why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        msg = str(e).strip().splitlines()
+        why = f"{type(e).__name__}: {msg[0] if msg else 'no message'}"
     model_file = os.path.join(d, "tokenizer.model")
     if spm is not None and os.path.isfile(model_file):
         sp = spm.SentencePieceProcessor(model_file=model_file)
