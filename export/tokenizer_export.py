@@ -101,7 +101,6 @@ def _from_tokenizer_json(path):
     vocab = model.get("vocab")
     if not isinstance(vocab, dict) or not vocab:
         raise ValueError("%s: model.vocab missing or empty" % path)
-    n = 0
     added = tj.get("added_tokens") or []
     if not isinstance(added, list):
         raise ValueError("%s: added_tokens is not a list" % path)
@@ -154,6 +153,7 @@ def _from_tokenizer_json(path):
             types.append(NORMAL)
 
     merges = []
+    seen = {}
     raw = model.get("merges")
     if not isinstance(raw, list):
         raise ValueError("%s: model.merges missing" % path)
@@ -170,6 +170,9 @@ def _from_tokenizer_json(path):
         if a not in piece_id or b not in piece_id or (a + b) not in piece_id:
             raise ValueError("%s: merge #%d (%r, %r) uses a piece missing from the vocab"
                              % (path, rank, a, b))
+        if (a, b) in seen:
+            raise ValueError("%s: merge #%d (%r, %r) repeats merge #%d" % (path, rank, a, b, seen[a, b]))
+        seen[a, b] = rank
         merges.append((piece_id[a], piece_id[b], piece_id[a + b], rank))
 
     added_list = [(t["id"], 1 if t.get("special") else 0) for t in added]
