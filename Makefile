@@ -46,6 +46,21 @@ test-asan:
 	$(MAKE) test CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 	$(MAKE) clean
 
+# A whole run from a fresh clone with nothing to download: a small random-
+# weight Mistral checkpoint with the RakutenAI-like 48k tokenizer, exported
+# and run (its text is gibberish: the weights are random, the pipeline real).
+demo: raktn
+	@mkdir -p demo
+	$(PYTHON) tests/make_checkpoint.py demo/hf --hidden 128 --layers 4 --heads 8 --kv-heads 2 \
+	    --intermediate 384 --vocab 48000 --sliding-window 64 --dtype bf16 --seed 11 --std 0.1
+	$(PYTHON) -c 'import gzip,shutil; shutil.copyfileobj(gzip.open("tests/tokenizer/rakuten48k/tokenizer.json.gz"), open("demo/hf/tokenizer.json","wb"))'
+	cp tests/tokenizer/rakuten48k/tokenizer_config.json demo/hf/
+	$(PYTHON) export/export.py demo/hf demo/model
+	./raktn demo/model/model.bin -m tokenize -z demo/model/tokenizer.bin -i "楽天は東京に本社を置く企業です。"
+	./raktn demo/model/model.bin -i "日本の首都は" -n 24 -s 1
+	echo "What is the capital of Japan?" | ./raktn demo/model/model.bin -m chat -n 16 -t 0
+	./raktn demo/model/model.bin -m logits -i "Hello, world" --top 3
+
 clean:
 	rm -f raktn $(TESTS)
 

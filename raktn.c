@@ -943,6 +943,7 @@ static void run_generate(Model *m, RunState *s, const Options *o, Tokenizer *tok
     int *out = xcalloc((size_t)o->steps + 1, sizeof(int));
     int got = generate(m, s, tok, sp, ids, n, &pos, o->steps, n == 1, &st, out);
     printf("\n");
+    fflush(stdout); /* the text before the stats line on stderr */
     if (o->verbose) print_ids("generated ids: ", out, got);
     print_stats(&st);
     free(out);
