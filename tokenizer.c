@@ -14,7 +14,8 @@
  *              (HF decoders Replace, ByteFallback, Fuse, Strip);
  *   4. a streaming decoder for generation.
  *
- * notes/tokenizer.md explains the algorithm with a worked example.
+ * notes/tokenizer.md explains the algorithm with a worked example; the file
+ * layout is in notes/format.md (section "tokenizer.bin").
  */
 #include "tokenizer.h"
 
@@ -491,6 +492,7 @@ static int add_char(const Tokenizer *t, Work *w, const unsigned char *c, int len
 static int encode_segment(const Tokenizer *t, Work *w, const unsigned char *s, size_t n,
                           IdVec *out) {
     if (n == 0) return 0;   /* HF's Prepend normalizer leaves an empty segment empty */
+    if (n > (size_t)INT32_MAX / 4 - 1) return -1;   /* symbol indices are int32 */
     static const unsigned char SPACE_MARK[3] = { 0xE2, 0x96, 0x81 };   /* ▁ U+2581 */
     static const unsigned char REPLACEMENT[3] = { 0xEF, 0xBF, 0xBD };  /* U+FFFD */
     w->n = 0;
