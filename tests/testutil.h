@@ -7,7 +7,7 @@
 #include <string.h>
 
 /* Read a whole file into a malloc'd buffer (NUL-terminated); NULL if absent. */
-static char *tu_read_file(const char *path, size_t *len) {
+static inline char *tu_read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     size_t cap = 1 << 16, n = 0;
@@ -25,7 +25,7 @@ static char *tu_read_file(const char *path, size_t *len) {
 }
 
 /* Read a raw little-endian float32 file of exactly n floats; NULL otherwise. */
-static float *tu_read_f32(const char *path, size_t n) {
+static inline float *tu_read_f32(const char *path, size_t n) {
     size_t len = 0;
     char *buf = tu_read_file(path, &len);
     if (!buf) return NULL;
@@ -34,7 +34,7 @@ static float *tu_read_f32(const char *path, size_t n) {
 }
 
 /* Parse space-separated integers; returns count (at most cap). */
-static int tu_parse_ids(const char *s, int *ids, int cap) {
+static inline int tu_parse_ids(const char *s, int *ids, int cap) {
     int n = 0;
     char *end;
     while (*s && n < cap) {
