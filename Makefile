@@ -46,6 +46,10 @@ test-asan:
 	$(MAKE) test CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 	$(MAKE) clean
 
+# Batched prompt vs token-by-token through the same forward pass, one run.
+bench/prefill_vs_token: bench/prefill_vs_token.c raktn.c tokenizer.c tokenizer.h
+	$(CC) $(CFLAGS) -o $@ $< tokenizer.c $(LDLIBS)
+
 # A whole run from a fresh clone with nothing to download: a small random-
 # weight Mistral checkpoint with the RakutenAI-like 48k tokenizer, exported
 # and run (its text is gibberish: the weights are random, the pipeline real).
