@@ -21,7 +21,7 @@ Each tensor gets its own generator random.Random("<seed>:<tensor name>")
 platforms).  Its stream is consumed in chunks of CHUNK elements, each chunk
 being getrandbits(16*n).to_bytes(2*n, "little"), read as little-endian uint16
 u.  u indexes a 65536-entry table: value = bf16_round(mean + std *
-Phi^-1((u + 0.5) / 65536)) (Phi^-1 = the standard normal quantile), flushed
+Phi^-1((u + 0.5) / 65536)) (double rounded once to bf16, ties to even) (Phi^-1 = the standard normal quantile), flushed
 to 0 below 2^-14 in magnitude.  So the values are an (inverse-CDF) sample of
 N(mean, std^2): matrices use mean 0 and --std (default 0.16, see below), the
 RMSNorm weights mean 1 and --norm-std (default 0.1).
@@ -58,10 +58,15 @@ BF16_FP16_MAX = 65280.0  # largest bf16 value that fp16 holds exactly
 
 
 def bf16_round(x):
-    """Round a Python float to the nearest bfloat16 (ties to even); return float."""
-    b = struct.unpack("<I", struct.pack("<f", x))[0]
-    b = (b + 0x7FFF + ((b >> 16) & 1)) >> 16
-    return struct.unpack("<f", struct.pack("<I", (b & 0xFFFF) << 16))[0]
+    """Round a Python float straight to the nearest bfloat16 value (8 significant
+    bits, ties to even) and return it as a float.  Rounding the double directly
+    (not via float32, which would round twice) keeps every table entry far
+    (>= 2e-8 relative) from a rounding tie, so a last-bit difference in a
+    platform's log/sqrt cannot change any generated value."""
+    if x == 0.0:
+        return 0.0
+    m, e = math.frexp(x)  # x = m * 2**e, 0.5 <= |m| < 1
+    return math.ldexp(round(m * 256.0), e - 8)  # round(): ties to even
 
 
 def value_table(mean, std):
