@@ -587,6 +587,9 @@ static int sample(Sampler *sp, float *logits, int n) {
     int m = 0;
     for (int i = 0; i < n; i++)
         if (logits[i] >= cutoff) sp->idx[m++] = i;
+    /* NaN probabilities (1/temperature overflowing to Inf, or NaN/Inf in the
+     * weights) pass no cutoff: fall back to argmax rather than idx[-1] */
+    if (m == 0) return argmax(logits, n);
     g_sort_probs = logits;
     qsort(sp->idx, (size_t)m, sizeof(int), by_prob_desc);
     float mass = 0;
