@@ -219,6 +219,34 @@ START_TEST(test_chat_two_turns_equals_one_pass) {
 }
 END_TEST
 
+/* --top K: a readable view whose first candidate is HF's argmax */
+START_TEST(test_top_k_view) {
+    char *ids = fixture_ids("sw8");
+    const char *argv[] = {"./raktn", SW8, "-m", "logits", "--ids", ids, "--top", "3", NULL};
+    Result r = run(NULL, argv);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    float *ref = tu_read_f32("tests/fixtures/sw8.logits.f32", 40 * 512);
+    ck_assert(ref);
+    int lines = 0;
+    char *save, *line = strtok_r(r.out, "\n", &save);
+    for (; line; line = strtok_r(NULL, "\n", &save), lines++) {
+        int pos, id, top1;
+        ck_assert_msg(sscanf(line, "pos %d id %d ->", &pos, &id) == 2, "bad line: %s", line);
+        const char *arrow = strstr(line, "->");
+        ck_assert(arrow && sscanf(arrow + 2, "%d", &top1) == 1);
+        int best = 0;
+        for (int v = 1; v < 512; v++)
+            if (ref[pos * 512 + v] > ref[pos * 512 + best]) best = v;
+        ck_assert_int_eq(pos, lines);
+        ck_assert_msg(top1 == best, "pos %d: top-1 %d, HF argmax %d", pos, top1, best);
+    }
+    ck_assert_int_eq(lines, 40);
+    free(ref);
+    free(ids);
+    result_free(&r);
+}
+END_TEST
+
 /* Each bad input: a one-line error, a non-zero exit, no signal, no output file. */
 START_TEST(test_bad_flags) {
     struct { const char *argv[12]; int status; const char *msg; } cases[] = {
@@ -300,6 +328,7 @@ Suite *cli_suite(void) {
     tcase_add_test(tc, test_greedy_generate_matches_hf);
     tcase_add_test(tc, test_same_seed_same_output);
     tcase_add_test(tc, test_chat_two_turns_equals_one_pass);
+    tcase_add_test(tc, test_top_k_view);
     tcase_add_test(tc, test_bad_flags);
     tcase_add_test(tc, test_bad_model_files);
     suite_add_tcase(s, tc);

@@ -229,6 +229,39 @@ START_TEST(test_greedy_matches_hf_generate) {
 }
 END_TEST
 
+/* Far past the window (200 tokens, window 8, 25 wraps of the ring): greedy
+ * generation one token at a time must agree with one batched pass over the
+ * whole generated sequence, position for position. */
+START_TEST(test_long_generation_past_the_window) {
+    Model m = {0};
+    load_model(&m, "tests/work/models/sw8/model.bin");
+    int V = m.config.vocab_size, n = 200;
+    int seq[200] = {1, 7, 42};
+    RunState s;
+    init_state(&s, &m.config, m.config.max_seq_len);
+    Sampler sp = {.temperature = 0};
+    float *logits = forward(&m, &s, seq, 3, 0);
+    for (int p = 3; p < n; p++) {
+        seq[p] = sample(&sp, logits, V);
+        logits = forward(&m, &s, &seq[p], 1, p);
+    }
+    free_state(&s);
+    init_state(&s, &m.config, m.config.max_seq_len);
+    float *all = calloc((size_t)n * V, sizeof(float));
+    for (int i = 0; i < n; i += CHUNK) {
+        int len = n - i < CHUNK ? n - i : CHUNK;
+        forward_chunk(&m, &s, seq + i, len, i, all + (size_t)i * V, 1, NULL, 0, 0);
+    }
+    for (int p = 2; p < n - 1; p++)
+        ck_assert_msg(argmax(all + (size_t)p * V, V) == seq[p + 1], "position %d: batched argmax %d, generated %d", p,
+                      argmax(all + (size_t)p * V, V), seq[p + 1]);
+    ck_assert_int_eq(s.cache_len, 8);
+    free(all);
+    free_state(&s);
+    free_model(&m);
+}
+END_TEST
+
 Suite *model_suite(void) {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("vs transformers");
@@ -239,6 +272,7 @@ Suite *model_suite(void) {
     tcase_add_test(tc, test_bf16_storage_is_bit_identical);
     tcase_add_test(tc, test_kv_cache_is_bounded_by_window);
     tcase_add_test(tc, test_greedy_matches_hf_generate);
+    tcase_add_test(tc, test_long_generation_past_the_window);
     suite_add_tcase(s, tc);
     return s;
 }
