@@ -484,6 +484,7 @@ static int add_char(const Tokenizer *t, Work *w, const unsigned char *c, int len
             if (work_add_symbol(w, t->byte_id[c[i]]) < 0) return -1;
         return 0;
     }
+    if (t->unk < 0) return 0;   /* no <unk> piece: HF BPE drops the character */
     if (w->n > 0 && w->id[w->n - 1] == t->unk) return 0;   /* fuse_unk */
     return work_add_symbol(w, t->unk);
 }
@@ -514,6 +515,7 @@ static int encode_segment(const Tokenizer *t, Work *w, const unsigned char *s, s
         if (r < 0) return -1;
         i += (size_t)len;
     }
+    if (w->n == 0) return 0;   /* every character dropped (no <unk>) */
     w->next[w->n - 1] = -1;
 
     /* BPE: seed the heap with every adjacent pair, then repeatedly apply the
