@@ -349,28 +349,105 @@ static float dot_f32(const float *a, const float *b, int n) {
     return s;
 }
 
-static float dot_bf16(const uint16_t *a, const float *b, int n) {
-    float acc[16] = {0};
-    int i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; j++) acc[j] += bf16_to_f32(a[i + j]) * b[i + j];
-    float s = 0;
-    for (int j = 0; j < 16; j++) s += acc[j];
-    for (; i < n; i++) s += bf16_to_f32(a[i]) * b[i];
-    return s;
+/* The matmul kernel works on vectors of 16 floats: lane j of an output's
+ * accumulator sums the products at k = j, j+16, j+32, ... in order (the same
+ * 16 partial sums as dot_f32). With AVX-512 a vector is one register and the
+ * multiply-add is fused; elsewhere it is a plain array the compiler may
+ * vectorize. Either way every output is computed by the same sequence of
+ * operations whatever its batch, tile or thread, so results are identical
+ * token by token and batched, and for bf16 and fp32 storage. */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+typedef __m512 vec16;
+static inline vec16 v_zero(void) { return _mm512_setzero_ps(); }
+static inline vec16 v_load(const float *p) { return _mm512_loadu_ps(p); }
+static inline vec16 v_load_bf16(const uint16_t *p) {   /* widen: u16 -> u32, << 16 */
+    __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+}
+static inline vec16 v_madd(vec16 acc, vec16 a, vec16 b) { return _mm512_fmadd_ps(a, b, acc); }
+static inline void v_store(float *p, vec16 v) { _mm512_storeu_ps(p, v); }
+#else
+typedef struct { float f[16]; } vec16;
+static inline vec16 v_zero(void) { return (vec16){{0}}; }
+static inline vec16 v_load(const float *p) { vec16 v; memcpy(v.f, p, sizeof v.f); return v; }
+static inline vec16 v_load_bf16(const uint16_t *p) {
+    vec16 v;
+    for (int j = 0; j < 16; j++) v.f[j] = bf16_to_f32(p[j]);
+    return v;
+}
+static inline vec16 v_madd(vec16 acc, vec16 a, vec16 b) {
+    for (int j = 0; j < 16; j++) acc.f[j] += a.f[j] * b.f[j];
+    return acc;
+}
+static inline void v_store(float *p, vec16 v) { memcpy(p, v.f, sizeof v.f); }
+#endif
+
+/* A tile of the matmul: TILE_R weight rows times nb (<= TILE_B) positions.
+ * The TILE_R x TILE_B accumulators stay in registers, so each 16 weights
+ * loaded serve nb positions and each 16 inputs serve TILE_R rows: the loop
+ * does arithmetic instead of waiting on loads. Rows past d are clamped to
+ * d-1 (computed, not stored). nb and dtype are constants at each call site
+ * (matmul's switch), so the compiler makes one loop per case. */
+#define TILE_R 4
+#define TILE_B 6
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void matmul_tile(float *out, const float *x, const void *w, int n, int d, int i0, int nb,
+                               int dtype) {
+    const float *wf[TILE_R];
+    const uint16_t *wh[TILE_R];
+    for (int r = 0; r < TILE_R; r++) {
+        size_t row = (size_t)(i0 + r < d ? i0 + r : d - 1) * n;
+        wf[r] = (const float *)w + row;
+        wh[r] = (const uint16_t *)w + row;
+    }
+    vec16 acc[TILE_R][TILE_B];
+    for (int r = 0; r < TILE_R; r++)
+        for (int b = 0; b < nb; b++) acc[r][b] = v_zero();
+    int k = 0;
+    for (; k + 16 <= n; k += 16) {
+        vec16 wv[TILE_R];
+        for (int r = 0; r < TILE_R; r++) wv[r] = dtype == DTYPE_F32 ? v_load(wf[r] + k) : v_load_bf16(wh[r] + k);
+        for (int b = 0; b < nb; b++) {
+            vec16 xv = v_load(x + (size_t)b * n + k);
+            for (int r = 0; r < TILE_R; r++) acc[r][b] = v_madd(acc[r][b], wv[r], xv);
+        }
+    }
+    /* sum the 16 lanes in order, then the n % 16 leftover products */
+    for (int r = 0; r < TILE_R && i0 + r < d; r++) {
+        for (int b = 0; b < nb; b++) {
+            float lanes[16], s = 0;
+            v_store(lanes, acc[r][b]);
+            for (int j = 0; j < 16; j++) s += lanes[j];
+            for (int kk = k; kk < n; kk++)
+                s += (dtype == DTYPE_F32 ? wf[r][kk] : bf16_to_f32(wh[r][kk])) * x[(size_t)b * n + kk];
+            out[(size_t)b * d + i0 + r] = s;
+        }
+    }
 }
 
 /* nn.Linear without bias, for a batch: out[b][i] = sum_k W[i][k] * x[b][k],
- * W is [d][n], x is [batch][n], out is [batch][d]. Each weight row is read
- * once for the whole batch (the point of batched prefill). */
+ * W is [d][n], x is [batch][n], out is [batch][d]. Threads split the rows;
+ * each takes TILE_R rows at a time through the whole batch, so each weight
+ * row comes from memory once per batch (the point of batched prefill) and
+ * then from cache. */
 static void matmul(float *out, const float *x, const void *w, int batch, int n, int d, int dtype) {
-    int i;
+    int i0;
 #pragma omp parallel for schedule(static)
-    for (i = 0; i < d; i++) {
-        for (int b = 0; b < batch; b++) {
-            float s = dtype == DTYPE_F32 ? dot_f32((const float *)w + (size_t)i * n, x + (size_t)b * n, n)
-                                         : dot_bf16((const uint16_t *)w + (size_t)i * n, x + (size_t)b * n, n);
-            out[(size_t)b * d + i] = s;
+    for (i0 = 0; i0 < d; i0 += TILE_R) {
+        for (int b0 = 0; b0 < batch; b0 += TILE_B) {
+            int nb = batch - b0 < TILE_B ? batch - b0 : TILE_B;
+            const float *xb = x + (size_t)b0 * n;
+            float *ob = out + (size_t)b0 * d;
+#define TILE(NB)                                                                                       \
+    case NB:                                                                                           \
+        if (dtype == DTYPE_F32) matmul_tile(ob, xb, w, n, d, i0, NB, DTYPE_F32);                        \
+        else matmul_tile(ob, xb, w, n, d, i0, NB, DTYPE_BF16);                                          \
+        break
+            switch (nb) { TILE(1); TILE(2); TILE(3); TILE(4); TILE(5); TILE(6); }
+#undef TILE
         }
     }
 }
