@@ -210,6 +210,9 @@ static int parse_tokenizer(Tokenizer *t, const unsigned char *data, uint64_t siz
     /* every merge is 16 bytes: refuse counts the file cannot hold before allocating */
     if ((uint64_t)n_merges * 16 > r.left)
         return fail(err, errlen, path, "merge count larger than the file allows", n_merges);
+    /* and every piece at least 13 (12 + a 1-byte string), every added token 8 */
+    if ((uint64_t)n_vocab * 13 + (uint64_t)n_merges * 16 + (uint64_t)n_added * 8 > r.left)
+        return fail(err, errlen, path, "vocabulary size larger than the file allows", n_vocab);
     for (int i = 0; i < 3; i++)
         if (special[i] < -1 || special[i] >= (int32_t)n_vocab)
             return fail(err, errlen, path, "BOS/EOS/UNK id outside the vocabulary", special[i]);
