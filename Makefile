@@ -4,16 +4,21 @@
 #   make test-asan  the same suite under AddressSanitizer + UBSan
 #   make demo       generate a small checkpoint, export it and run it end to end
 CC      ?= cc
-CFLAGS  ?= -O3 -march=native
+# -march=native where the compiler has it (SIMD matmul), plain -O3 elsewhere.
+NATIVE  := $(shell $(CC) -march=native -E -x c /dev/null >/dev/null 2>&1 && echo -march=native)
+CFLAGS  ?= -O3 $(NATIVE)
 CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -D_POSIX_C_SOURCE=200809L
 LDLIBS  = -lm
 PYTHON  ?= python3
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -pthread)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 
-# OpenMP is an optional speed-up: `make OMP=1`.
+# OpenMP threads (matmul rows, attention heads) are used when the compiler
+# supports -fopenmp; `make OMP=0` builds without (single-threaded, same
+# results). `override` keeps it when CFLAGS is given on the command line.
+OMP     ?= $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo 1 || echo 0)
 ifeq ($(OMP),1)
-CFLAGS += -fopenmp
+override CFLAGS += -fopenmp
 endif
 
 TESTS = tests/test_model tests/test_tokenizer tests/test_cli

@@ -14,7 +14,7 @@
  * each block corresponds to. Weights may be stored as fp32 or bf16 (widened
  * to fp32 as they are read, which is exact).
  *
- * Build: make   (libc + libm; `make OMP=1` adds OpenMP threads)
+ * Build: make   (libc + libm; OpenMP threads when the compiler has them, `make OMP=0` without)
  * Usage: ./raktn MODEL.bin -i "prompt"    (./raktn -h for everything else)
  */
 #include <errno.h>
