@@ -52,7 +52,7 @@ def read_config(hf_dir):
             cfg = json.load(f)
     except FileNotFoundError:
         raise ExportError(f"{path}: no config.json in the checkpoint directory")
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise ExportError(f"{path}: not valid JSON ({e})")
     if not isinstance(cfg, dict):
         raise ExportError(f"{path}: top level is not a JSON object")
@@ -71,10 +71,12 @@ def read_config(hf_dir):
             raise ExportError(f"{path}: '{key}' = {v} is outside {lo}..{hi}")
         return v
 
-    def need_float(key, default=None):
+    def need_float(key, default=None, hi=3.0e38):
         v = cfg.get(key, default)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
             raise ExportError(f"{path}: missing or non-positive '{key}' ({v!r})")
+        if not v < hi:   # also Infinity/NaN, which Python's json accepts
+            raise ExportError(f"{path}: '{key}' = {v!r} is not below {hi:g}")
         return float(v)
 
     c = {"arch": arch}
@@ -88,7 +90,7 @@ def read_config(hf_dir):
     c["vocab_size"] = need_int("vocab_size", 1, 1 << 24)
     c["max_seq_len"] = need_int("max_position_embeddings", 1, 1 << 24)
     c["rope_theta"] = need_float("rope_theta", 10000.0)
-    c["rms_norm_eps"] = need_float("rms_norm_eps")
+    c["rms_norm_eps"] = need_float("rms_norm_eps", hi=1.0)
 
     if c["dim"] % c["n_heads"]:
         raise ExportError(f"{path}: hidden_size {c['dim']} is not a multiple of "
@@ -200,7 +202,7 @@ def read_safetensors_header(path):
         raise ExportError(f"{path}: cannot read ({e.strerror})")
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise ExportError(f"{path}: safetensors header is not valid JSON ({e})")
     if not isinstance(header, dict):
         raise ExportError(f"{path}: safetensors header is not a JSON object")
@@ -212,6 +214,8 @@ def read_safetensors_header(path):
         if not isinstance(info, dict):
             raise ExportError(f"{path}: tensor '{name}': entry is not an object")
         dtype, shape, offs = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if not isinstance(dtype, str):
+            raise ExportError(f"{path}: tensor '{name}': bad dtype {dtype!r}")
         if not (isinstance(shape, list) and all(isinstance(s, int) and not isinstance(s, bool)
                                                 and s >= 0 for s in shape)):
             raise ExportError(f"{path}: tensor '{name}': bad shape {shape!r}")
@@ -242,7 +246,7 @@ def locate_tensors(hf_dir):
         try:
             with open(index, "r", encoding="utf-8") as f:
                 wmap = json.load(f).get("weight_map")
-        except (ValueError, UnicodeDecodeError, AttributeError) as e:
+        except (ValueError, UnicodeDecodeError, AttributeError, RecursionError) as e:
             raise ExportError(f"{index}: not a valid index ({e})")
         if not isinstance(wmap, dict) or not all(isinstance(v, str) for v in wmap.values()):
             raise ExportError(f"{index}: no 'weight_map' object of file names")
@@ -367,6 +371,7 @@ def export_model(hf_dir, out_path, dtype="f32", quiet=False):
 
     tmp = out_path + ".tmp"
     progress = Progress(total_in, quiet)
+    name = "(header)"
     try:
         with open(tmp, "wb") as out:
             out.write(header_bytes(c, dtype, file_size))
@@ -389,16 +394,22 @@ def export_model(hf_dir, out_path, dtype="f32", quiet=False):
             finally:
                 for f in handles.values():
                     f.close()
+            name = "(flush)"
             out.flush()
             os.fsync(out.fileno())
             if out.tell() != file_size:
                 raise ExportError(f"{tmp}: wrote {out.tell()} bytes, expected {file_size}")
         os.replace(tmp, out_path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):
+            # a full disk (ENOSPC, EFBIG) or a failing read: say where
+            where = e.filename or tmp
+            raise ExportError(f"{where}: {e.strerror or e} (while writing tensor '{name}' "
+                              f"to {tmp})") from e
         raise
     return c, file_size, total_in
 
