@@ -92,7 +92,7 @@ def _from_tokenizer_json(path):
     try:
         with open(path, encoding="utf-8") as f:
             tj = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ValueError("%s: cannot read JSON: %s" % (path, e))
     if not isinstance(tj, dict):
         raise ValueError("%s: not a JSON object" % path)
@@ -318,7 +318,7 @@ def _read_config(hf_dir):
         try:
             with open(path, encoding="utf-8") as f:
                 cfg = json.load(f)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
             raise ValueError("%s: cannot read JSON: %s" % (path, e))
         if not isinstance(cfg, dict):
             raise ValueError("%s: not a JSON object" % path)
@@ -371,9 +371,18 @@ def export_tokenizer(hf_dir, out_path, log):
     for i, special in added:
         out += struct.pack("<2I", i, special)
     tmp = out_path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(out)
-    os.replace(tmp, out_path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(out)
+        os.replace(tmp, out_path)
+    except BaseException as e:
+        try:   # never leave a partial file behind (a full disk, an interrupt)
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise ValueError("%s: cannot write (%s)" % (tmp, e.strerror or e)) from e
+        raise
     log("tokenizer: %s -> %s (%d pieces, %d merges, %d added tokens, add_bos=%d add_eos=%d)"
         % (src, out_path, len(pieces), len(merges), len(added), add_bos, add_eos))
     return True
