@@ -43,8 +43,7 @@ fixtures-data: raktn
 	PYTHON=$(PYTHON) sh tests/prepare.sh
 
 test: raktn $(TESTS) fixtures-data
-	@set -e; for t in $(TESTS); do echo "== $$t"; ./$$t; done
-	@echo "== export/compare.py (unittest)"; $(PYTHON) -m unittest tests/test_compare.py
+	@PYTHON=$(PYTHON) sh tests/run.sh $(TESTS)
 
 test-asan:
 	$(MAKE) clean
