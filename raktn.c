@@ -224,7 +224,8 @@ typedef struct {
 /* Open model.bin, check it completely, then map it. Exits with a one-line
  * message on any problem: a bad file must never be touched past its end. */
 static void load_model(Model *m, const char *path) {
-    int fd = open(path, O_RDONLY);
+    /* O_NONBLOCK: a FIFO given as the model must fail below, not block here */
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
     if (fd < 0) die("%s: cannot open (%s)", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) die("%s: not a regular file", path);
