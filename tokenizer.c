@@ -4,7 +4,7 @@
  * pipeline described by tokenizer.json, legacy mode) returns, read top to
  * bottom in four parts:
  *
- *   1. loading tokenizer.bin (notes/format-tokenizer.md) and validating it;
+ *   1. loading tokenizer.bin (notes/format.md) and validating it;
  *   2. encode: split off literal special tokens   (HF: AddedVocabulary)
  *              prepend ▁, spaces -> ▁             (HF: normalizers Prepend+Replace)
  *              characters -> ids, or UTF-8 bytes  (HF: BPE with byte_fallback)
@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Piece types: SentencePiece's enum, which the exporter maps both sources to. */
 enum { PIECE_NORMAL = 1, PIECE_UNKNOWN = 2, PIECE_CONTROL = 3,
@@ -320,6 +321,11 @@ static int parse_tokenizer(Tokenizer *t, const unsigned char *data, uint64_t siz
 
 Tokenizer *tokenizer_load(const char *path, char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;
+    struct stat st;   /* a FIFO would block fopen; a directory has no size */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        fail(err, errlen, path, "not a regular file", -1);
+        return NULL;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) { fail(err, errlen, path, "cannot open", -1); return NULL; }
     unsigned char *data = NULL;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write raktn's tokenizer.bin from a Hugging Face checkpoint folder.
 
-Python 3 standard library only.  Layout of tokenizer.bin: notes/format-tokenizer.md.
+Python 3 standard library only.  Layout of tokenizer.bin: notes/format.md.
 
 Sources, in order of preference:
   1. tokenizer.json (what AutoTokenizer / LlamaTokenizerFast loads).  Only the
