@@ -62,3 +62,7 @@ fuzz-clean:
 # `make clean` (which test-asan runs first) also drops the replay binaries,
 # so they are rebuilt with the sanitizer flags.
 clean: fuzz-clean
+
+# `make test` replays the corpus and the regressions too (after the
+# fixtures, which fuzz_encode's vocabularies come from).
+test: fuzz-regress
