@@ -504,34 +504,37 @@ static inline float silu(float x) { return x / (1.0f + expf(-x)); }
 
 /* HF MistralAttention (eager), for one position `pos` of the chunk row b,
  * whose key and value were just stored in the cache. Query head h reads KV
- * head h / (n_heads / n_kv_heads); position pos sees keys
- * max(0, pos - W + 1) .. pos: W keys including itself. */
+ * head h / group (GQA); position pos sees keys max(0, pos - W + 1) .. pos:
+ * W keys including itself. The loop runs over KV heads, so each key and
+ * value row is read once for the `group` query heads that share it. */
 static void attention(const Config *c, RunState *s, int layer, int b, int pos) {
     int hd = c->head_dim, kv_dim = c->n_kv_heads * hd, group = c->n_heads / c->n_kv_heads;
     int first = (c->sliding_window > 0 && pos - c->sliding_window + 1 > 0) ? pos - c->sliding_window + 1 : 0;
     int n_keys = pos - first + 1;
     const float *kc = s->key_cache + (size_t)layer * s->cache_len * kv_dim;
     const float *vc = s->value_cache + (size_t)layer * s->cache_len * kv_dim;
+    const float *q = s->q + (size_t)b * c->n_heads * hd;     /* this position's query heads */
+    float *out = s->att_out + (size_t)b * c->n_heads * hd;
     float scale = sqrtf((float)hd);
-    int h;
+    int kvh;
 #pragma omp parallel for schedule(static)
-    for (h = 0; h < c->n_heads; h++) {
-        const float *q = s->q + (size_t)b * c->n_heads * hd + (size_t)h * hd;
-        int kvh = h / group;
-        float *att = s->scores + (size_t)h * s->cache_len;
+    for (kvh = 0; kvh < c->n_kv_heads; kvh++) {
+        int h0 = kvh * group;   /* query heads h0 .. h0+group-1 */
         /* scores = q . k / sqrt(head_dim), then softmax over the visible keys */
         for (int t = 0; t < n_keys; t++) {
             const float *k = kc + (size_t)((first + t) % s->cache_len) * kv_dim + (size_t)kvh * hd;
-            att[t] = dot_f32(q, k, hd) / scale;
+            for (int h = h0; h < h0 + group; h++)
+                s->scores[(size_t)h * s->cache_len + t] = dot_f32(q + (size_t)h * hd, k, hd) / scale;
         }
-        softmax(att, n_keys);
+        for (int h = h0; h < h0 + group; h++) softmax(s->scores + (size_t)h * s->cache_len, n_keys);
         /* output = the attention-weighted sum of the values */
-        float *out = s->att_out + (size_t)b * c->n_heads * hd + (size_t)h * hd;
-        memset(out, 0, (size_t)hd * sizeof(float));
+        memset(out + (size_t)h0 * hd, 0, (size_t)group * hd * sizeof(float));
         for (int t = 0; t < n_keys; t++) {
             const float *v = vc + (size_t)((first + t) % s->cache_len) * kv_dim + (size_t)kvh * hd;
-            float a = att[t];
-            for (int i = 0; i < hd; i++) out[i] += a * v[i];
+            for (int h = h0; h < h0 + group; h++) {
+                float a = s->scores[(size_t)h * s->cache_len + t], *o = out + (size_t)h * hd;
+                for (int i = 0; i < hd; i++) o[i] += a * v[i];
+            }
         }
     }
 }
