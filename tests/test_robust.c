@@ -1,0 +1,369 @@
+#define _GNU_SOURCE /* memmem */
+/* tests/test_robust.c - ./raktn on hostile command lines and text (issue #7).
+ *
+ * Each case runs the real binary and checks the defined outcome: the exit
+ * status, the message on stderr, that no signal ended it, and that no output
+ * file (or PATH.tmp) is left behind. Texts with NUL bytes and invalid UTF-8
+ * must reach the tokenizer byte for byte: their ids are compared with
+ * tokenizer_encode() on the same bytes (tokenizer.c is #included).
+ * Run from the repository root after tests/prepare.sh.
+ */
+/* tokenizer.c first: Check defines a macro named fail() */
+#include "../tokenizer.c"
+#include <check.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "testutil.h"
+
+#define T48K "tests/work/models/t48k-bf16/model.bin"
+#define TOK "tests/work/models/t48k-bf16/tokenizer.bin"
+#define SW8 "tests/work/models/sw8/model.bin"
+#define TMP "tests/work/robust"
+
+typedef struct {
+    int status; /* exit status, or -signal */
+    char *out, *err;
+    size_t out_len;
+} Result;
+
+/* Run argv with stdin_text (stdin_len bytes) on standard input, 60 s at most. */
+static Result run_in(const char *stdin_text, size_t stdin_len, const char *const argv[]) {
+    char out_path[] = TMP "/outXXXXXX", err_path[] = TMP "/errXXXXXX", in_path[] = TMP "/inXXXXXX";
+    int fo = mkstemp(out_path), fe = mkstemp(err_path), fi = mkstemp(in_path);
+    ck_assert(fo >= 0 && fe >= 0 && fi >= 0);
+    if (stdin_text) ck_assert(write(fi, stdin_text, stdin_len) == (ssize_t)stdin_len);
+    lseek(fi, 0, SEEK_SET);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(fi, 0);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        alarm(60); /* a hang is a failure (SIGALRM), not a stuck suite */
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    close(fo);
+    close(fe);
+    close(fi);
+    Result r;
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+    r.out = tu_read_file(out_path, &r.out_len);
+    r.err = tu_read_file(err_path, NULL);
+    unlink(out_path);
+    unlink(err_path);
+    unlink(in_path);
+    return r;
+}
+static Result run(const char *const argv[]) { return run_in(NULL, 0, argv); }
+
+static void result_free(Result *r) {
+    free(r->out);
+    free(r->err);
+}
+
+static int file_exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* exit status `status`, no signal, first stderr line "raktn: error: ..."
+ * containing `msg`, nothing on stdout */
+static void assert_failure(const Result *r, int status, const char *msg) {
+    ck_assert_msg(r->status == status, "exit %d, wanted %d; stderr: %s", r->status, status, r->err);
+    ck_assert_msg(strncmp(r->err, "raktn: error: ", 14) == 0, "stderr: %s", r->err);
+    const char *nl = strchr(r->err, '\n');
+    ck_assert_msg(nl && memmem(r->err, (size_t)(nl - r->err), msg, strlen(msg)), "first line lacks '%s': %s", msg,
+                  r->err);
+    ck_assert_msg(r->out_len == 0, "stdout not empty: %s", r->out);
+}
+
+static void assert_success(const Result *r) {
+    ck_assert_msg(r->status == 0, "exit %d; stderr: %s", r->status, r->err);
+}
+
+static void write_bytes(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    ck_assert(f && fwrite(data, 1, n, f) == n);
+    fclose(f);
+}
+
+/* the ids `-m tokenize` prints must be tokenizer_encode(BOS + exact bytes) */
+static void assert_tokenize_matches(const Result *r, const char *bytes, size_t n) {
+    assert_success(r);
+    char err[256];
+    Tokenizer *t = tokenizer_load(TOK, err, sizeof err);
+    ck_assert_msg(t != NULL, "%s", err);
+    int *ids;
+    size_t nids;
+    ck_assert(tokenizer_encode(t, bytes, n, tokenizer_add_bos(t), &ids, &nids) == 0);
+    char want[8192] = "";
+    size_t off = 0;
+    for (size_t i = 0; i < nids; i++) off += snprintf(want + off, sizeof want - off, i ? " %d" : "%d", ids[i]);
+    snprintf(want + off, sizeof want - off, "\n");
+    ck_assert_msg(strcmp(r->out, want) == 0, "raktn printed '%s', tokenizer_encode gives '%s'", r->out, want);
+    free(ids);
+    tokenizer_free(t);
+}
+
+/* -------------------------------------------------------------- numbers */
+
+START_TEST(test_bad_numbers) {
+    struct { const char *argv[12]; int status; const char *msg; } cases[] = {
+        {{"./raktn", SW8, "-n", "", "--ids", "1"}, 2, "-n wants an integer"},
+        {{"./raktn", SW8, "-n", "12abc", "--ids", "1"}, 2, "-n wants an integer"},
+        {{"./raktn", SW8, "-n", "99999999999999999999999", "--ids", "1"}, 2, "-n wants an integer"},
+        {{"./raktn", SW8, "-n", "16777217", "--ids", "1"}, 2, "-n must be in"},
+        {{"./raktn", SW8, "-s", "-1", "--ids", "1"}, 2, "-s must be in"},
+        {{"./raktn", SW8, "-s", "18446744073709551616", "--ids", "1"}, 2, "-s wants an integer"},
+        {{"./raktn", SW8, "-c", "0", "--ids", "1"}, 2, "-c must be in"},
+        {{"./raktn", SW8, "-c", "-4", "--ids", "1"}, 2, "-c must be in"},
+        {{"./raktn", SW8, "-t", "inf", "--ids", "1"}, 2, "-t wants a number"},
+        {{"./raktn", SW8, "-t", "1e999", "--ids", "1"}, 2, "-t wants a number"},
+        {{"./raktn", SW8, "-t", "0x", "--ids", "1"}, 2, "-t wants a number"},
+        {{"./raktn", SW8, "-p", "-0.1", "--ids", "1"}, 2, "-p must be in"},
+        {{"./raktn", SW8, "-T", "0", "--ids", "1"}, 2, "-T must be in"},
+        {{"./raktn", SW8, "-m", "logits", "--top", "0", "--ids", "1"}, 2, "--top must be in"},
+        {{"./raktn", SW8, "-m", "logits", "--top", "1001", "--ids", "1"}, 2, "--top must be in"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Result r = run(cases[i].argv);
+        assert_failure(&r, cases[i].status, cases[i].msg);
+        result_free(&r);
+    }
+}
+END_TEST
+
+/* A temperature so small that logits / T overflows to Inf: softmax gives NaN,
+ * which once made top-p read sp->idx[-1] (fuzz/regress/model). Now: greedy
+ * fallback, exit 0, the requested number of tokens. */
+START_TEST(test_tiny_temperature) {
+    const char *argv[] = {"./raktn", SW8, "--ids", "1 5 9", "-t", "1.2e-38", "-p", "0.9", "-n", "4", "-s", "3", NULL};
+    Result r = run(argv);
+    assert_success(&r);
+    int n = 0;
+    for (char *p = r.out; *p; p++) n += *p == ' ';
+    ck_assert_msg(n == 4, "wanted 4 ids, got '%s'", r.out);
+    result_free(&r);
+}
+END_TEST
+
+START_TEST(test_zero_steps) {
+    const char *argv[] = {"./raktn", SW8, "--ids", "1 5 9", "-n", "0", NULL};
+    Result r = run(argv);
+    assert_success(&r);
+    ck_assert_msg(strcmp(r.out, "\n") == 0, "stdout '%s'", r.out);
+    result_free(&r);
+}
+END_TEST
+
+/* ------------------------------------------------------------ token ids */
+
+START_TEST(test_bad_ids) {
+    struct { const char *argv[12]; int status; const char *msg; } cases[] = {
+        {{"./raktn", SW8, "--ids", "99999999999999999999"}, 2, "is not a token id"},
+        {{"./raktn", SW8, "--ids", "1 2147483648"}, 2, "outside the vocabulary"},
+        {{"./raktn", SW8, "--ids", "1;2"}, 2, "is not a token id"},
+        {{"./raktn", SW8, "--ids", "1.5"}, 2, "is not a token id"},
+        {{"./raktn", SW8, "--ids", " , ,\t"}, 1, "empty prompt"},
+        {{"./raktn", SW8, "-m", "ppl", "--ids", ""}, 1, "at least 2 tokens"},
+        {{"./raktn", "-m", "detokenize", "-z", TOK, "--ids", "1 48000"}, 2, "outside the vocabulary"},
+        {{"./raktn", "-m", "detokenize", "-z", TOK, "--ids", "-1"}, 2, "outside the vocabulary"},
+        {{"./raktn", "-m", "detokenize", "-z", TOK}, 2, "needs --ids"},
+        {{"./raktn", "-m", "tokenize", "-z", TOK}, 2, "needs a prompt"},
+        /* a tokenizer larger than the model's vocabulary */
+        {{"./raktn", SW8, "-z", TOK, "-i", "hello"}, 1, "tokenizer has 48000 pieces"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Result r = run(cases[i].argv);
+        assert_failure(&r, cases[i].status, cases[i].msg);
+        result_free(&r);
+    }
+}
+END_TEST
+
+/* ------------------------------------------------------ text and prompts */
+
+/* An empty prompt is BOS alone (add_bos): it runs. With no BOS (--ids "")
+ * there is nothing to run: a clear error. */
+START_TEST(test_empty_prompts) {
+    write_bytes(TMP "/empty.txt", "", 0);
+    const char *a1[] = {"./raktn", T48K, "-i", "", "-n", "2", "-t", "0", NULL};
+    const char *a2[] = {"./raktn", T48K, "-f", TMP "/empty.txt", "-n", "2", "-t", "0", NULL};
+    const char *a3[] = {"./raktn", "-m", "tokenize", "-z", TOK, "-i", "", NULL};
+    Result r1 = run(a1), r2 = run(a2), r3 = run(a3);
+    assert_success(&r1);
+    assert_success(&r2);
+    ck_assert_str_eq(r1.out, r2.out);
+    ck_assert_str_eq(r3.out, "1\n");
+    result_free(&r1);
+    result_free(&r2);
+    result_free(&r3);
+    const char *a4[] = {"./raktn", T48K, "-m", "logits", "--ids", "", "--top", "1", NULL};
+    Result r4 = run(a4);
+    assert_failure(&r4, 1, "empty sequence");
+    result_free(&r4);
+}
+END_TEST
+
+/* A prompt longer than the context: refused before any output file is made. */
+START_TEST(test_prompt_longer_than_context) {
+    char text[2048];
+    for (int i = 0; i < 200; i++) memcpy(text + 5 * i, "word ", 5);
+    text[1000] = 0;
+    const char *a1[] = {"./raktn", T48K, "-i", text, "-c", "16", "-n", "1", NULL};
+    Result r = run(a1);
+    assert_failure(&r, 1, "context");
+    result_free(&r);
+    const char *a2[] = {"./raktn", T48K, "-m", "logits", "-i", text, "-c", "16", "-o", TMP "/long.f32", NULL};
+    r = run(a2);
+    assert_failure(&r, 1, "context");
+    ck_assert(!file_exists(TMP "/long.f32") && !file_exists(TMP "/long.f32.tmp"));
+    result_free(&r);
+    const char *a3[] = {"./raktn", T48K, "-m", "ppl", "-i", text, "-c", "16", NULL};
+    r = run(a3);
+    assert_failure(&r, 1, "context");
+    result_free(&r);
+    /* chat: a turn that does not fit ends the chat with a message, exit 0 */
+    const char *a4[] = {"./raktn", T48K, "-m", "chat", "-c", "16", "-n", "2", "-t", "0", NULL};
+    r = run_in(text, strlen(text), a4);
+    assert_success(&r);
+    ck_assert_msg(strstr(r.err, "end of the context") != NULL, "stderr: %s", r.err);
+    result_free(&r);
+    /* exactly at the limit is fine; generation then stops at the context end */
+    const char *a5[] = {"./raktn", T48K, "--ids", "1 2 3 4", "-c", "6", "-n", "50", "-t", "0", NULL};
+    r = run(a5);
+    assert_success(&r);
+    ck_assert_msg(strstr(r.err, "reached the end of the context") != NULL || r.out_len > 0, "stderr: %s", r.err);
+    result_free(&r);
+}
+END_TEST
+
+/* NUL bytes and invalid UTF-8 in a -f file reach the tokenizer byte for byte */
+START_TEST(test_nul_and_invalid_utf8_file) {
+    static const char text[] = "a\0b \xff\xfe\xc3( \xed\xa0\x80 \xf4\x90\x80\x80 end\0";
+    size_t n = sizeof text - 1;
+    write_bytes(TMP "/nul.txt", text, n);
+    const char *a1[] = {"./raktn", "-m", "tokenize", "-z", TOK, "-f", TMP "/nul.txt", NULL};
+    Result r = run(a1);
+    assert_tokenize_matches(&r, text, n);
+    result_free(&r);
+    /* and generation, ppl and logits run on it */
+    const char *a2[] = {"./raktn", T48K, "-f", TMP "/nul.txt", "-n", "3", "-t", "0", NULL};
+    r = run(a2);
+    assert_success(&r);
+    result_free(&r);
+    const char *a3[] = {"./raktn", T48K, "-m", "ppl", "-f", TMP "/nul.txt", NULL};
+    r = run(a3);
+    assert_success(&r);
+    ck_assert(strstr(r.out, "ppl ") != NULL);
+    result_free(&r);
+}
+END_TEST
+
+/* Invalid UTF-8 on the command line (-i) and in chat input */
+START_TEST(test_invalid_utf8_text) {
+    static const char text[] = "caf\xc3 \x80\x80 \xc0\xaf \xe2\x96";
+    const char *a1[] = {"./raktn", "-m", "tokenize", "-z", TOK, "-i", text, NULL};
+    Result r = run(a1);
+    assert_tokenize_matches(&r, text, strlen(text));
+    result_free(&r);
+    static const char chat[] = "hi \xff\xfe\n\0\0\n\xe3\x81\n";
+    const char *a2[] = {"./raktn", T48K, "-m", "chat", "-n", "2", "-t", "0", NULL};
+    r = run_in(chat, sizeof chat - 1, a2);
+    assert_success(&r);
+    result_free(&r);
+    /* detokenize of byte pieces that are not UTF-8 prints U+FFFD, not the raw bytes */
+    const char *a3[] = {"./raktn", "-m", "detokenize", "-z", TOK, "--ids", "258 259", NULL};
+    r = run(a3);
+    assert_success(&r);
+    result_free(&r);
+}
+END_TEST
+
+/* -------------------------------------------------------------- files */
+
+START_TEST(test_bad_paths) {
+    unlink(TMP "/fifo");
+    ck_assert(mkfifo(TMP "/fifo", 0600) == 0);
+    char junk[300] = "RKTNTOK";
+    write_bytes(TMP "/junk-tok.bin", junk, sizeof junk);
+    size_t tlen;
+    char *tok = tu_read_file(TOK, &tlen);
+    ck_assert(tok);
+    write_bytes(TMP "/short-tok.bin", tok, tlen / 2);
+    free(tok);
+    struct { const char *argv[12]; int status; const char *msg; } cases[] = {
+        {{"./raktn", TMP "/fifo", "--ids", "1"}, 1, "not a regular file"},
+        {{"./raktn", "tests", "--ids", "1"}, 1, "not a regular file"},
+        {{"./raktn", "-m", "tokenize", "-z", TMP "/fifo", "-i", "a"}, 1, "not a regular file"},
+        {{"./raktn", "-m", "tokenize", "-z", "tests", "-i", "a"}, 1, "not a regular file"},
+        {{"./raktn", "-m", "tokenize", "-z", TMP "/junk-tok.bin", "-i", "a"}, 1, "junk-tok.bin"},
+        {{"./raktn", "-m", "tokenize", "-z", TMP "/short-tok.bin", "-i", "a"}, 1, "short-tok.bin: "},
+        {{"./raktn", "-m", "tokenize", "-z", TOK, "-f", TMP "/no-such.txt"}, 1, "cannot open"},
+        {{"./raktn", "-m", "tokenize", "-z", TOK, "-f", "tests"}, 1, "tests"},
+        {{"./raktn", SW8, "-m", "logits", "--ids", "1 2", "-o", TMP "/no-dir/x.f32"}, 1, "cannot create"},
+        {{"./raktn", T48K, "-z", TMP "/junk-tok.bin", "-i", "a"}, 1, "junk-tok.bin"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Result r = run(cases[i].argv);
+        assert_failure(&r, cases[i].status, cases[i].msg);
+        result_free(&r);
+    }
+    ck_assert(!file_exists(TMP "/no-dir"));
+    unlink(TMP "/fifo");
+}
+END_TEST
+
+/* A model file that is well-formed but full of NaN: runs, no signal. */
+START_TEST(test_nan_weights) {
+    size_t len;
+    char *buf = tu_read_file(SW8, &len);
+    ck_assert(buf);
+    for (size_t i = 256; i + 4 <= len; i += 4) memcpy(buf + i, "\x00\x00\xc0\x7f", 4); /* NaN */
+    write_bytes(TMP "/nan.bin", buf, len);
+    free(buf);
+    const char *a1[] = {"./raktn", TMP "/nan.bin", "--ids", "1 2", "-n", "3", "-t", "0.8", "-s", "1", NULL};
+    Result r = run(a1);
+    assert_success(&r);
+    result_free(&r);
+    const char *a2[] = {"./raktn", TMP "/nan.bin", "-m", "ppl", "--ids", "1 2 3", NULL};
+    r = run(a2);
+    assert_success(&r);
+    result_free(&r);
+}
+END_TEST
+
+Suite *robust_suite(void) {
+    Suite *s = suite_create("robust");
+    TCase *tc = tcase_create("hostile input");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_bad_numbers);
+    tcase_add_test(tc, test_tiny_temperature);
+    tcase_add_test(tc, test_zero_steps);
+    tcase_add_test(tc, test_bad_ids);
+    tcase_add_test(tc, test_empty_prompts);
+    tcase_add_test(tc, test_prompt_longer_than_context);
+    tcase_add_test(tc, test_nul_and_invalid_utf8_file);
+    tcase_add_test(tc, test_invalid_utf8_text);
+    tcase_add_test(tc, test_bad_paths);
+    tcase_add_test(tc, test_nan_weights);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    mkdir("tests/work", 0755);
+    mkdir(TMP, 0755);
+    SRunner *sr = srunner_create(robust_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
