@@ -21,7 +21,7 @@ ifeq ($(OMP),1)
 override CFLAGS += -fopenmp
 endif
 
-TESTS = tests/test_model tests/test_tokenizer tests/test_cli
+TESTS = tests/test_model tests/test_tokenizer tests/test_cli tests/test_robust
 
 .PHONY: all test test-asan demo clean fixtures-data
 all: raktn
