@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""bench/bench.py - raktn's speed against this machine's limits (issue #6).
+
+    python3 bench/bench.py [--models 1b,7b2l] [--threads 1,N] [--prompt 512] [--gen 64]
+
+1. Generates Mistral-shaped random checkpoints once (cached in bench/work/,
+   git-ignored) with tests/make_checkpoint.py and exports each as fp32 and
+   bf16 model.bin:
+     1b    hidden 2048, 16 layers, 16/4 heads, intermediate 7168, vocab 48000
+     7b2l  the exact 7B layer shapes (4096, 32/8 heads, 14336, vocab 48000), 2 layers
+2. Measures raktn's prefill (a --prompt-token prompt given as ids) and decode
+   (--gen greedy tokens) tok/s, as raktn prints them on stderr, and its peak
+   RSS, for each model, storage and thread count.
+3. Measures the memory read bandwidth (bench/stream.c) with the same thread
+   counts and prints the decode roofline = bandwidth / bytes read per token
+   (every weight except the embedding table, one embedding row, and the
+   key/value cache at the mean decode position) and raktn's fraction of it.
+4. With LLAMA_BENCH=/path/to/llama-bench GGUF=/path/to/model.gguf (an F32
+   GGUF of the same weights; GGUF_OF names which benchmark model, default
+   1b) runs llama-bench with the same prompt/gen lengths and threads in the
+   same run and prints raktn / llama.cpp. llama.cpp is not a dependency.
+
+The table goes to stdout and to bench/work/results.md. Standard library only.
+"""
+import argparse
+import csv
+import io
+import os
+import re
+import struct
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORK = os.path.join(ROOT, "bench", "work")
+MODELS = {  # name -> make_checkpoint.py shape arguments
+    "1b": dict(hidden=2048, layers=16, heads=16, kv=4, inter=7168),
+    "7b2l": dict(hidden=4096, layers=2, heads=32, kv=8, inter=14336),
+}
+VOCAB = 48000
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def ensure_model(name):
+    """bench/work/NAME-{f32,bf16}/model.bin, generated and exported once."""
+    s = MODELS[name]
+    hf = os.path.join(WORK, "hf-" + name)
+    if not os.path.exists(os.path.join(hf, "config.json")):
+        log(f"generating {hf} (stdlib Python: a few minutes)")
+        t = time.time()
+        tmp = hf + ".tmp"
+        run([sys.executable, os.path.join(ROOT, "tests", "make_checkpoint.py"), tmp,
+             "--hidden", str(s["hidden"]), "--layers", str(s["layers"]), "--heads", str(s["heads"]),
+             "--kv-heads", str(s["kv"]), "--intermediate", str(s["inter"]), "--vocab", str(VOCAB),
+             "--sliding-window", "4096", "--dtype", "bf16", "--seed", "7", "--std", "0.02"])
+        os.replace(tmp, hf)
+        log(f"  {time.time() - t:.0f} s")
+    for dt in ("f32", "bf16"):
+        out = os.path.join(WORK, f"{name}-{dt}")
+        if not os.path.exists(os.path.join(out, "model.bin")):
+            run([sys.executable, os.path.join(ROOT, "export", "export.py"), hf, out, "--dtype", dt, "--quiet"])
+
+
+def header(path):
+    """The model.bin header fields bench needs (notes/format.md)."""
+    with open(path, "rb") as f:
+        h = f.read(88)
+    f = struct.unpack("<13I", h[12:64])
+    return dict(dtype=f[0], dim=f[1], hidden_dim=f[2], n_layers=f[3], n_heads=f[4], n_kv_heads=f[5],
+                head_dim=f[6], vocab=f[7], tied=f[12], file_size=struct.unpack("<Q", h[80:88])[0])
+
+
+def bytes_per_token(h, mean_pos):
+    """Bytes one decode step reads: all weights but the embedding table, one
+    embedding row, and keys+values of mean_pos positions in every layer."""
+    es = 4 if h["dtype"] == 0 else 2
+    emb = h["vocab"] * h["dim"] * es
+    kv = 2 * h["n_layers"] * mean_pos * h["n_kv_heads"] * h["head_dim"] * 4
+    weights = h["file_size"] - 256 - (0 if h["tied"] else emb) + h["dim"] * es
+    return weights + kv
+
+
+def kv_cache_bytes(h, ctx):
+    return 2 * h["n_layers"] * ctx * h["n_kv_heads"] * h["head_dim"] * 4
+
+
+def stream_bw(threads):
+    exe = os.path.join(WORK, "stream")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    out = run([exe, "2048", "8"], env=env, capture_output=True, text=True).stdout
+    return float(re.search(r"([\d.]+) GB/s", out).group(1)) * 1e9
+
+
+def raktn(model, threads, ids, gen, ctx):
+    """(prefill tok/s, decode tok/s, peak RSS bytes) of one run."""
+    cmd = ["/usr/bin/time", "-f", "maxrss_kb %M", os.path.join(ROOT, "raktn"), model, "--ids", ids,
+           "-n", str(gen), "-t", "0", "-T", str(threads), "-c", str(ctx)]
+    p = run(cmd, capture_output=True, text=True)
+    m = re.search(r"prefill (\d+) tok ([\d.]+) tok/s, decode (\d+) tok ([\d.]+) tok/s", p.stderr)
+    rss = int(re.search(r"maxrss_kb (\d+)", p.stderr).group(1)) * 1024
+    if not m or int(m.group(3)) < 1:
+        raise SystemExit(f"bench: unexpected raktn output:\n{p.stderr}")
+    return float(m.group(2)), float(m.group(4)), rss
+
+
+def llama(threads, prompt, gen):
+    """llama-bench's (pp tok/s, tg tok/s) for the GGUF."""
+    cmd = [os.environ["LLAMA_BENCH"], "-m", os.environ["GGUF"], "-p", str(prompt), "-n", str(gen),
+           "-t", str(threads), "-r", "2", "-o", "csv"]
+    out = run(cmd, capture_output=True, text=True).stdout
+    pp = tg = None
+    for row in csv.DictReader(io.StringIO(out)):
+        if int(row["n_prompt"]) > 0:
+            pp = float(row["avg_ts"])
+        else:
+            tg = float(row["avg_ts"])
+    return pp, tg
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="1b,7b2l")
+    ap.add_argument("--threads", default=f"1,{os.cpu_count()}")
+    ap.add_argument("--prompt", type=int, default=512)
+    ap.add_argument("--gen", type=int, default=64)
+    a = ap.parse_args()
+    models = a.models.split(",")
+    threads = [int(t) for t in a.threads.split(",")]
+    os.makedirs(WORK, exist_ok=True)
+    for m in models:
+        ensure_model(m)
+    run(["make", "-s", "-C", ROOT, "raktn"])
+    run(["cc", "-O3", "-march=native", "-fopenmp", "-o", os.path.join(WORK, "stream"),
+         os.path.join(ROOT, "bench", "stream.c")])
+
+    # a fixed pseudo-random prompt of ids (no tokenizer involved)
+    x, ids = 12345, []
+    for _ in range(a.prompt):
+        x = (x * 1103515245 + 12345) % (1 << 31)
+        ids.append(3 + x % (VOCAB - 3))
+    ids = " ".join(map(str, ids))
+    ctx = a.prompt + a.gen + 1
+    use_llama = bool(os.environ.get("LLAMA_BENCH") and os.environ.get("GGUF"))
+    gguf_of = os.environ.get("GGUF_OF", "1b")
+
+    rows = []
+    for t in threads:
+        bw = stream_bw(t)
+        log(f"threads {t}: read bandwidth {bw / 1e9:.1f} GB/s")
+        lpp = ltg = None
+        if use_llama:
+            lpp, ltg = llama(t, a.prompt, a.gen)
+            log(f"  llama.cpp {gguf_of} F32: pp {lpp:.2f} tg {ltg:.2f}")
+        for m in models:
+            for dt in ("f32", "bf16"):
+                path = os.path.join(WORK, f"{m}-{dt}", "model.bin")
+                h = header(path)
+                pp, tg, rss = raktn(path, t, ids, a.gen, ctx)
+                roof = bw / bytes_per_token(h, a.prompt + a.gen // 2)
+                row = dict(model=m, dtype=dt, threads=t, pp=pp, tg=tg, bw=bw, roof=roof, rss=rss,
+                           file=h["file_size"], kv=kv_cache_bytes(h, ctx), lpp=None, ltg=None)
+                if use_llama and m == gguf_of and dt == "f32":
+                    row["lpp"], row["ltg"] = lpp, ltg
+                rows.append(row)
+                log(f"  {m} {dt}: pp {pp:.2f} tg {tg:.2f} ({100 * tg / roof:.0f}% of {roof:.2f}) "
+                    f"rss {rss / 1e9:.2f} GB")
+
+    lines = [f"# raktn bench, {time.strftime('%Y-%m-%d %H:%M')}, prompt {a.prompt} ids, decode {a.gen} tokens",
+             "",
+             "| model | storage | threads | prefill tok/s | decode tok/s | read GB/s | decode roofline tok/s "
+             "| decode / roofline | llama.cpp F32 pp | llama.cpp F32 tg | pp raktn/llama | tg raktn/llama "
+             "| peak RSS GB | file + KV GB | RSS / (file+KV) |",
+             "|" + "---|" * 15]
+    for r in rows:
+        f = lambda v, fmt="{:.2f}": "-" if v is None else fmt.format(v)
+        lines.append("| " + " | ".join([
+            r["model"], r["dtype"], str(r["threads"]), f(r["pp"]), f(r["tg"]), f(r["bw"] / 1e9, "{:.1f}"),
+            f(r["roof"]), f(r["tg"] / r["roof"], "{:.0%}"), f(r["lpp"]), f(r["ltg"]),
+            f(r["lpp"] and r["pp"] / r["lpp"]), f(r["ltg"] and r["tg"] / r["ltg"]),
+            f(r["rss"] / 1e9), f((r["file"] + r["kv"]) / 1e9), f(r["rss"] / (r["file"] + r["kv"]))]) + " |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(os.path.join(WORK, "results.md"), "w") as fh:
+        fh.write(text)
+
+
+if __name__ == "__main__":
+    main()
