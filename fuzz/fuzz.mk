@@ -54,7 +54,8 @@ fuzz/bin/replay_%: fuzz/fuzz_%.c fuzz/driver.c $$(FUZZ_SRC_$$*)
 
 fuzz-regress: $(FUZZ_HARNESSES:%=fuzz/bin/replay_%) fixtures-data
 	@set -e; for h in $(FUZZ_HARNESSES); do \
-	  printf "  fuzz_%-10s " $$h; ./fuzz/bin/replay_$$h fuzz/corpus/$$h fuzz/regress/$$h; done
+	  printf "  fuzz_%-10s " $$h; \
+	  ./fuzz/bin/replay_$$h fuzz/corpus/$$h $$( [ -d fuzz/regress/$$h ] && echo fuzz/regress/$$h ); done
 
 fuzz-clean:
 	rm -f $(FUZZ_HARNESSES:%=fuzz/bin/replay_%) $(FUZZ_HARNESSES:%=fuzz/bin/fuzz_%)
