@@ -1058,7 +1058,10 @@ static void run_chat(Model *m, RunState *s, const Options *o, Tokenizer *tok, Sa
     for (;;) {
         if (interactive) { fputs("USER: ", stdout); fflush(stdout); }
         ssize_t len = getline(&line, &line_cap, stdin);
-        if (len < 0) break;    /* EOF ends the chat */
+        if (len < 0) {         /* EOF ends the chat */
+            if (interactive) putchar('\n');
+            break;
+        }
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
         if (len == 0) continue;
         /* the turn's text around the user's line */
