@@ -395,12 +395,8 @@ static inline vec16 v_keep(vec16 v) { return v; }
  * does arithmetic instead of waiting on loads. Rows past d are clamped to
  * d-1 (computed, not stored). nb and dtype are constants at each call site
  * (matmul's switch), so the compiler makes one loop per case. */
-#ifndef TILE_R
 #define TILE_R 4
-#endif
-#ifndef TILE_B
-#define TILE_B 6
-#endif
+#define TILE_B 6   /* matmul's switch has a case for each nb = 1..TILE_B */
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
