@@ -1,7 +1,7 @@
 #define _GNU_SOURCE /* strchrnul */
 /* tests/test_cli.c - the ./raktn program as people run it.
  *
- * Runs the real binary (prefill chunk 64, so sw8's 40 tokens go through in
+ * Runs the real binary (prefill chunk 128, so sw8's 40 tokens go through in
  * one chunk: five times the 8-key window) and checks its files and text
  * against the transformers fixtures, plus exit codes and messages for bad
  * input. Run from the repository root after tests/prepare.sh.

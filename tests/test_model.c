@@ -8,7 +8,7 @@
  * tests/prepare.sh (sha256-checked), then exported with export/export.py.
  *
  * CHUNK is set small here so that every sequence crosses several prefill
- * chunks (the real binary, with CHUNK 64, is exercised by tests/test_cli.c).
+ * chunks (the real binary, with CHUNK 128, is exercised by tests/test_cli.c).
  */
 #define CHUNK 5
 #define RAKTN_NO_MAIN
