@@ -451,13 +451,39 @@ static inline void matmul_tile(float *out, const float *x, const void *w, int n,
     }
 }
 
+/* One output of a matrix-vector product, in exactly the order matmul_tile
+ * computes it: lane j sums k = j, j+16, ... then the tree, then leftovers. */
+static inline float dot_row(const void *w, size_t row, const float *x, int n, int dtype) {
+    const float *wf = (const float *)w + row * n;
+    const uint16_t *wh = (const uint16_t *)w + row * n;
+    vec16 acc = v_zero();
+    int k = 0;
+    for (; k + 16 <= n; k += 16)
+        acc = v_madd(acc, dtype == DTYPE_F32 ? v_load(wf + k) : v_load_bf16(wh + k), v_load(x + k));
+    float s = v_sum(acc);
+    for (; k < n; k++) s += (dtype == DTYPE_F32 ? wf[k] : bf16_to_f32(wh[k])) * x[k];
+    return s;
+}
+
 /* nn.Linear without bias, for a batch: out[b][i] = sum_k W[i][k] * x[b][k],
- * W is [d][n], x is [batch][n], out is [batch][d]. Threads split the rows;
- * each takes TILE_R rows at a time through the whole batch, so each weight
- * row comes from memory once per batch (the point of batched prefill) and
- * then from cache. */
+ * W is [d][n], x is [batch][n], out is [batch][d]. Threads split the rows.
+ * For a batch (prefill) each takes TILE_R rows at a time through the whole
+ * batch, so each weight row comes from memory once per batch and then from
+ * cache. To decode one position from bf16 weights a thread reads its rows
+ * one after the other instead: one sequential stream per thread is what the
+ * memory system serves fastest there (measured on a 4096 x 28672 matrix, two
+ * threads: 4 interleaved rows 80% of the read bandwidth, one row at a time
+ * ~90%; fp32 rows, twice the bytes per multiply-add, saturate it either way
+ * and do better with the tile on one thread). Each output is computed by the
+ * same operations in the same order in both, so decoding token by token
+ * gives the same bits as the batched prompt pass. */
 static void matmul(float *out, const float *x, const void *w, int batch, int n, int d, int dtype) {
     int i0;
+    if (batch == 1 && dtype == DTYPE_BF16) {
+#pragma omp parallel for schedule(static)
+        for (i0 = 0; i0 < d; i0++) out[i0] = dot_row(w, (size_t)i0, x, n, DTYPE_BF16);
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (i0 = 0; i0 < d; i0 += TILE_R) {
         for (int b0 = 0; b0 < batch; b0 += TILE_B) {
