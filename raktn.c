@@ -360,9 +360,10 @@ static float dot_f32(const float *a, const float *b, int n) {
  * accumulator sums the products at k = j, j+16, j+32, ... in order (the same
  * 16 partial sums as dot_f32). With AVX-512 a vector is one register and the
  * multiply-add is fused; elsewhere it is a plain array the compiler may
- * vectorize. Either way every output is computed by the same sequence of
- * operations whatever its batch, tile or thread, so results are identical
- * token by token and batched, and for bf16 and fp32 storage. */
+ * vectorize. Every output is computed by a fixed sequence of operations
+ * whatever its tile position or thread, and the same for bf16 and fp32
+ * storage, so results do not depend on the thread count and the two
+ * storages give bit-identical logits. */
 #if defined(__AVX512F__)
 #include <immintrin.h>
 typedef __m512 vec16;
@@ -373,6 +374,7 @@ static inline vec16 v_load_bf16(const uint16_t *p) {   /* widen: u16 -> u32, << 
     return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
 }
 static inline vec16 v_madd(vec16 acc, vec16 a, vec16 b) { return _mm512_fmadd_ps(a, b, acc); }
+static inline vec16 v_add(vec16 a, vec16 b) { return _mm512_add_ps(a, b); }
 /* v_keep pins a loaded vector in a register: without it GCC folds the load
  * into every multiply-add that uses it, and the tile becomes load-bound
  * (measured: 100 -> 200 GFLOPS on one core for a 4x6 tile in L1). */
@@ -397,6 +399,10 @@ static inline vec16 v_load_bf16(const uint16_t *p) {
 static inline vec16 v_madd(vec16 acc, vec16 a, vec16 b) {
     for (int j = 0; j < 16; j++) acc.f[j] += a.f[j] * b.f[j];
     return acc;
+}
+static inline vec16 v_add(vec16 a, vec16 b) {
+    for (int j = 0; j < 16; j++) a.f[j] += b.f[j];
+    return a;
 }
 static inline vec16 v_keep(vec16 v) { return v; }
 static inline float v_sum(vec16 v) {   /* the same tree as the AVX-512 version */
@@ -451,16 +457,23 @@ static inline void matmul_tile(float *out, const float *x, const void *w, int n,
     }
 }
 
-/* One output of a matrix-vector product, in exactly the order matmul_tile
- * computes it: lane j sums k = j, j+16, ... then the tree, then leftovers. */
+/* One output of a matrix-vector product (decode). Four accumulators take
+ * turns over 64-weight blocks so that four multiply-adds are in flight: one
+ * chain would wait on each add's latency and stream weights slower than
+ * memory delivers them. (The batched tile below keeps one chain per output,
+ * its parallelism coming from 24 outputs at once; the two orders differ in
+ * the last bits, see notes/model.md.) */
 static inline float dot_row(const void *w, size_t row, const float *x, int n, int dtype) {
     const float *wf = (const float *)w + row * n;
     const uint16_t *wh = (const uint16_t *)w + row * n;
-    vec16 acc = v_zero();
+#define W16(k) (dtype == DTYPE_F32 ? v_load(wf + (k)) : v_load_bf16(wh + (k)))
+    vec16 acc[4] = {v_zero(), v_zero(), v_zero(), v_zero()};
     int k = 0;
-    for (; k + 16 <= n; k += 16)
-        acc = v_madd(acc, dtype == DTYPE_F32 ? v_load(wf + k) : v_load_bf16(wh + k), v_load(x + k));
-    float s = v_sum(acc);
+    for (; k + 64 <= n; k += 64)
+        for (int c = 0; c < 4; c++) acc[c] = v_madd(acc[c], W16(k + 16 * c), v_load(x + k + 16 * c));
+    for (; k + 16 <= n; k += 16) acc[0] = v_madd(acc[0], W16(k), v_load(x + k));
+#undef W16
+    float s = v_sum(v_add(v_add(acc[0], acc[1]), v_add(acc[2], acc[3])));
     for (; k < n; k++) s += (dtype == DTYPE_F32 ? wf[k] : bf16_to_f32(wh[k])) * x[k];
     return s;
 }
@@ -469,19 +482,17 @@ static inline float dot_row(const void *w, size_t row, const float *x, int n, in
  * W is [d][n], x is [batch][n], out is [batch][d]. Threads split the rows.
  * For a batch (prefill) each takes TILE_R rows at a time through the whole
  * batch, so each weight row comes from memory once per batch and then from
- * cache. To decode one position from bf16 weights a thread reads its rows
- * one after the other instead: one sequential stream per thread is what the
- * memory system serves fastest there (measured on a 4096 x 28672 matrix, two
- * threads: 4 interleaved rows 80% of the read bandwidth, one row at a time
- * ~90%; fp32 rows, twice the bytes per multiply-add, saturate it either way
- * and do better with the tile on one thread). Each output is computed by the
- * same operations in the same order in both, so decoding token by token
- * gives the same bits as the batched prompt pass. */
+ * cache. To decode one position a thread reads its rows one after the
+ * other instead (dot_row): one sequential stream per thread is what the
+ * memory system serves fastest (measured on a 4096 x 28672 bf16 matrix, two
+ * threads: 4 interleaved rows reach 80% of the read bandwidth, one row at a
+ * time ~90%). */
 static void matmul(float *out, const float *x, const void *w, int batch, int n, int d, int dtype) {
     int i0;
-    if (batch == 1 && dtype == DTYPE_BF16) {
+    if (batch == 1) {
 #pragma omp parallel for schedule(static)
-        for (i0 = 0; i0 < d; i0++) out[i0] = dot_row(w, (size_t)i0, x, n, DTYPE_BF16);
+        for (i0 = 0; i0 < d; i0++)
+            out[i0] = dtype == DTYPE_F32 ? dot_row(w, (size_t)i0, x, n, DTYPE_F32) : dot_row(w, (size_t)i0, x, n, DTYPE_BF16);
         return;
     }
 #pragma omp parallel for schedule(static)

@@ -1,8 +1,8 @@
 /* bench/prefill_vs_token.c - the same prompt through raktn's forward pass
  * two ways, in one run: as one batch (chunks of CHUNK positions, each weight
  * row read once per chunk) and one token at a time (each weight read once per
- * token). Prints both rates, their ratio, and checks the logits agree bit for
- * bit.
+ * token). Prints both rates, their ratio, and how far the last logits of the
+ * two differ (two kernels, two summation orders: ~1e-5).
  *
  *   make bench/prefill_vs_token
  *   ./bench/prefill_vs_token MODEL.bin [N_TOKENS=128]
@@ -36,9 +36,11 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n; i++) logits = forward(&m, &s, &ids[i], 1, i);
     double single = now_s() - t0;
 
-    int same = memcmp(a, logits, (size_t)c->vocab_size * sizeof(float)) == 0;
-    printf("prompt %d tok: batched %.2f tok/s, token-by-token %.2f tok/s, ratio %.2fx; last logits %s\n", n,
-           n / batched, n / single, single / batched, same ? "bit-identical" : "DIFFER");
+    float maxd = 0;
+    for (int v = 0; v < c->vocab_size; v++) maxd = fmaxf(maxd, fabsf(a[v] - logits[v]));
+    int same = maxd <= 1e-4f;
+    printf("prompt %d tok: batched %.2f tok/s, token-by-token %.2f tok/s, ratio %.2fx; last logits max |diff| %.2g\n",
+           n, n / batched, n / single, single / batched, maxd);
     free(a);
     free(ids);
     free_state(&s);
