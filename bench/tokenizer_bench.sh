@@ -5,12 +5,12 @@
 #
 # HF_TOKENIZER_DIR must hold tokenizer.json (exported to tokenizer.bin for raktn) and
 # tokenizer.model (for spm_encode); default: the RakutenAI-like 48k vocabulary in
-# /work/shared/tokenizers/rakuten-like-48k. The text (about MB megabytes, default 4) is
+# ../shared/tokenizers/rakuten-like-48k (beside the repository). The text (about MB megabytes, default 4) is
 # mixed Japanese/English: tests/tokenizer/train.txt plus the 48k fuzz-set texts, one
 # case per line. Both tools encode it line by line; spm_encode writes ids to /dev/null.
 set -e
 cd "$(dirname "$0")/.."
-DIR=${1:-/work/shared/tokenizers/rakuten-like-48k}
+DIR=${1:-../shared/tokenizers/rakuten-like-48k}
 MB=${2:-4}
 W=bench/work/tok
 PY=${PYTHON:-python3}
