@@ -43,12 +43,18 @@
 #define CHUNK 128
 #endif
 
-static void die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
+/* Every failure is one line on stderr, "raktn: error: ...", and a non-zero
+ * exit: 1 for bad files and data (die), 2 for bad usage (bad_usage). */
+static void print_error(const char *fmt, va_list ap) {
     fputs("raktn: error: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+}
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    print_error(fmt, ap);
     va_end(ap);
     exit(1);
 }
@@ -824,9 +830,7 @@ static void usage(FILE *f) {
 static void bad_usage(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fputs("raktn: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    print_error(fmt, ap);
     va_end(ap);
     usage(stderr);
     exit(2);
