@@ -273,6 +273,34 @@ START_TEST(test_long_generation_past_the_window) {
 }
 END_TEST
 
+/* The decode path's two kernels (dot_row for short rows, dot_4rows for rows
+ * longer than 8192) must compute each output in the same order: random
+ * rows of 8275 (tails of 16 and of 3) give the same bits both ways, for
+ * fp32 and bf16 weights. */
+START_TEST(test_decode_kernels_agree) {
+    int n = 8192 + 64 + 16 + 3, d = 8;
+    float *wf = malloc((size_t)n * d * sizeof(float)), *x = malloc((size_t)n * sizeof(float));
+    uint16_t *wh = malloc((size_t)n * d * sizeof(uint16_t));
+    uint64_t rng = 7;
+    for (size_t i = 0; i < (size_t)n * d; i++) {
+        wh[i] = (uint16_t)(0x3c00 + random_u32(&rng) % 0x300) ^ (random_u32(&rng) & 0x8000);
+        wf[i] = bf16_to_f32(wh[i]);
+    }
+    for (int i = 0; i < n; i++) x[i] = random_f32(&rng) - 0.5f;
+    float out_f[8], out_h[8];
+    matmul(out_f, x, wf, 1, n, d, DTYPE_F32); /* dot_4rows */
+    matmul(out_h, x, wh, 1, n, d, DTYPE_BF16);
+    for (int i = 0; i < d; i++) {
+        float a = dot_row(wf, (size_t)i, x, n, DTYPE_F32), b = dot_row(wh, (size_t)i, x, n, DTYPE_BF16);
+        ck_assert_msg(memcmp(&a, &out_f[i], 4) == 0 && memcmp(&b, &out_h[i], 4) == 0 && memcmp(&a, &b, 4) == 0,
+                      "row %d: dot_row %a/%a, dot_4rows %a/%a", i, a, b, out_f[i], out_h[i]);
+    }
+    free(wf);
+    free(wh);
+    free(x);
+}
+END_TEST
+
 Suite *model_suite(void) {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("vs transformers");
@@ -284,6 +312,7 @@ Suite *model_suite(void) {
     tcase_add_test(tc, test_kv_cache_is_bounded_by_window);
     tcase_add_test(tc, test_greedy_matches_hf_generate);
     tcase_add_test(tc, test_long_generation_past_the_window);
+    tcase_add_test(tc, test_decode_kernels_agree);
     suite_add_tcase(s, tc);
     return s;
 }
