@@ -34,7 +34,7 @@ raktn: raktn.c tokenizer.c tokenizer.h
 tests/test_model: tests/test_model.c tests/testutil.h raktn.c tokenizer.c tokenizer.h
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< tokenizer.c $(LDLIBS) $(CHECK_LIBS)
 
-tests/test_%: tests/test_%.c tests/testutil.h raktn.c tokenizer.c tokenizer.h
+tests/test_%: tests/test_%.c tests/testutil.h tests/testrun.h raktn.c tokenizer.c tokenizer.h
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(LDLIBS) $(CHECK_LIBS)
 
 # Checkpoints the tests run on are generated (deterministically) rather than

@@ -288,6 +288,7 @@ typedef struct {
     float *gate, *up; /* [CHUNK][hidden_dim] */
     float *scores;    /* [threads][n_heads/n_kv_heads][cache_len] attention weights */
     float *inv_freq;  /* [head_dim/2] RoPE frequencies */
+    float *rope_cos, *rope_sin; /* [CHUNK][head_dim/2] of the chunk's positions */
     float *key_cache; /* [n_layers][cache_len][n_kv_heads*head_dim] */
     float *value_cache;
     float *logits;    /* [vocab] the last position's logits */
@@ -316,13 +317,16 @@ static void init_state(RunState *s, const Config *c, int ctx) {
     s->logits = xcalloc((size_t)c->vocab_size, sizeof(float));
     /* HF MistralRotaryEmbedding: inv_freq = 1 / theta^(2i/head_dim), in fp32 */
     s->inv_freq = xcalloc((size_t)c->head_dim / 2, sizeof(float));
+    s->rope_cos = xcalloc(CHUNK * ((size_t)c->head_dim / 2), sizeof(float));
+    s->rope_sin = xcalloc(CHUNK * ((size_t)c->head_dim / 2), sizeof(float));
     for (int i = 0; i < c->head_dim / 2; i++)
         s->inv_freq[i] = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_dim);
 }
 
 static void free_state(RunState *s) {
     float *bufs[] = {s->x, s->xb, s->q, s->k, s->v, s->att_out, s->proj, s->gate, s->up,
-                     s->scores, s->inv_freq, s->key_cache, s->value_cache, s->logits};
+                     s->scores, s->inv_freq, s->rope_cos, s->rope_sin, s->key_cache, s->value_cache,
+                     s->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
 }
 
@@ -336,6 +340,11 @@ static inline float bf16_to_f32(uint16_t h) {
     float f;
     memcpy(&f, &u, 4);
     return f;
+}
+
+/* Element i of a tensor, as fp32. */
+static inline float weight_at(const void *w, size_t i, int dtype) {
+    return dtype == DTYPE_F32 ? ((const float *)w)[i] : bf16_to_f32(((const uint16_t *)w)[i]);
 }
 
 /* Read n weights starting at element i of a tensor as fp32. */
@@ -433,10 +442,11 @@ static inline void matmul_tile(float *out, const float *x, const void *w, int n,
                                int dtype) {
     const float *wf[TILE_R];
     const uint16_t *wh[TILE_R];
+    size_t row_of[TILE_R];   /* element offset of each row */
     for (int r = 0; r < TILE_R; r++) {
-        size_t row = (size_t)(i0 + r < d ? i0 + r : d - 1) * n;
-        wf[r] = (const float *)w + row;
-        wh[r] = (const uint16_t *)w + row;
+        row_of[r] = (size_t)(i0 + r < d ? i0 + r : d - 1) * n;
+        wf[r] = (const float *)w + row_of[r];
+        wh[r] = (const uint16_t *)w + row_of[r];
     }
     vec16 acc[TILE_R][TILE_B];
     for (int r = 0; r < TILE_R; r++)
@@ -456,58 +466,45 @@ static inline void matmul_tile(float *out, const float *x, const void *w, int n,
     for (int r = 0; r < TILE_R && i0 + r < d; r++) {
         for (int b = 0; b < nb; b++) {
             float s = v_sum(acc[r][b]);
-            for (int kk = k; kk < n; kk++)
-                s += (dtype == DTYPE_F32 ? wf[r][kk] : bf16_to_f32(wh[r][kk])) * x[(size_t)b * n + kk];
+            for (int kk = k; kk < n; kk++) s += weight_at(w, row_of[r] + kk, dtype) * x[(size_t)b * n + kk];
             out[(size_t)b * d + i0 + r] = s;
         }
     }
 }
 
-/* One output of a matrix-vector product (decode). Four accumulators take
- * turns over 64-weight blocks so that four multiply-adds are in flight: one
- * chain would wait on each add's latency and stream weights slower than
- * memory delivers them. (The batched tile below keeps one chain per output,
- * its parallelism coming from 24 outputs at once; the two orders differ in
- * the last bits, see notes/model.md.) */
-static inline float dot_row(const void *w, size_t row, const float *x, int n, int dtype) {
-    const float *wf = (const float *)w + row * n;
-    const uint16_t *wh = (const uint16_t *)w + row * n;
-#define W16(k) (dtype == DTYPE_F32 ? v_load(wf + (k)) : v_load_bf16(wh + (k)))
-    vec16 acc[4] = {v_zero(), v_zero(), v_zero(), v_zero()};
-    int k = 0;
-    for (; k + 64 <= n; k += 64)
-        for (int c = 0; c < 4; c++) acc[c] = v_madd(acc[c], W16(k + 16 * c), v_load(x + k + 16 * c));
-    for (; k + 16 <= n; k += 16) acc[0] = v_madd(acc[0], W16(k), v_load(x + k));
-#undef W16
-    float s = v_sum(v_add(v_add(acc[0], acc[1]), v_add(acc[2], acc[3])));
-    for (; k < n; k++) s += (dtype == DTYPE_F32 ? wf[k] : bf16_to_f32(wh[k])) * x[k];
-    return s;
-}
-
-/* Four adjacent rows at once, each output in exactly dot_row's order. Used
- * for long rows (the 14336-wide down_proj): x (56 KB) no longer fits in L1,
- * and loading it once per row, from L2, was what held the speed down
- * (measured on one thread: 19 -> 27-30 GB/s of bf16 weights, 29 -> 37 GB/s
- * of fp32). For short rows one row at a time is as fast or faster. */
-static inline void dot_4rows(float *out, const void *w, size_t row, const float *x, int n, int dtype) {
+/* Outputs row .. row+R-1 of a matrix-vector product (decode). Each output's
+ * four accumulators take turns over 64-weight blocks so that four
+ * multiply-adds are in flight: one chain would wait on each add's latency
+ * and stream weights slower than memory delivers them. (The batched tile
+ * above keeps one chain per output, its parallelism coming from 24 outputs
+ * at once; the two orders differ in the last bits, see notes/model.md.)
+ * R rows share each load of x; the order within an output does not depend
+ * on R. R = 1 streams the weights best; R = 4 is for long rows (the 7B's
+ * 14336-wide down_proj), where x (56 KB) no longer fits in L1 and fetching
+ * it from L2 once per row held one thread to 19 GB/s of bf16 weights
+ * (27-30 GB/s with R = 4; fp32 29 -> 37 GB/s). R is a constant at each call
+ * site, so the compiler unrolls the row loops. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void dot_rows(float *out, const void *w, size_t row, const float *x, int n, int dtype, int R) {
     const float *wf = (const float *)w + row * n;
     const uint16_t *wh = (const uint16_t *)w + row * n;
 #define W16(r, k) (dtype == DTYPE_F32 ? v_load(wf + (size_t)(r) * n + (k)) : v_load_bf16(wh + (size_t)(r) * n + (k)))
     vec16 a[4][4];
-    for (int r = 0; r < 4; r++)
+    for (int r = 0; r < R; r++)
         for (int c = 0; c < 4; c++) a[r][c] = v_zero();
     int k = 0;
     for (; k + 64 <= n; k += 64)
         for (int c = 0; c < 4; c++) {
             vec16 xv = v_load(x + k + 16 * c);
-            for (int r = 0; r < 4; r++) a[r][c] = v_madd(a[r][c], W16(r, k + 16 * c), xv);
+            for (int r = 0; r < R; r++) a[r][c] = v_madd(a[r][c], W16(r, k + 16 * c), xv);
         }
-    for (int r = 0; r < 4; r++) {
+    for (int r = 0; r < R; r++) {
         int kk = k;
         for (; kk + 16 <= n; kk += 16) a[r][0] = v_madd(a[r][0], W16(r, kk), v_load(x + kk));
         float s = v_sum(v_add(v_add(a[r][0], a[r][1]), v_add(a[r][2], a[r][3])));
-        for (; kk < n; kk++)
-            s += (dtype == DTYPE_F32 ? wf[(size_t)r * n + kk] : bf16_to_f32(wh[(size_t)r * n + kk])) * x[kk];
+        for (; kk < n; kk++) s += weight_at(w, (row + r) * n + kk, dtype) * x[kk];
         out[r] = s;
     }
 #undef W16
@@ -518,24 +515,24 @@ static inline void dot_4rows(float *out, const void *w, size_t row, const float 
  * For a batch (prefill) each takes TILE_R rows at a time through the whole
  * batch, so each weight row comes from memory once per batch and then from
  * cache. To decode one position a thread reads its rows one after the
- * other instead (dot_row): one sequential stream per thread is what the
+ * other instead (dot_rows): one sequential stream per thread is what the
  * memory system serves fastest (measured on a 4096 x 28672 bf16 matrix, two
  * threads: 4 interleaved rows reach 80% of the read bandwidth, one row at a
  * time ~90%). */
 static void matmul(float *out, const float *x, const void *w, int batch, int n, int d, int dtype) {
     int i0;
-    if (batch == 1 && n > 8192 && d % 4 == 0) {
-#pragma omp parallel for schedule(static)
-        for (i0 = 0; i0 < d; i0 += 4) {
-            if (dtype == DTYPE_F32) dot_4rows(out + i0, w, (size_t)i0, x, n, DTYPE_F32);
-            else dot_4rows(out + i0, w, (size_t)i0, x, n, DTYPE_BF16);
-        }
-        return;
-    }
     if (batch == 1) {
+        int R = n > 8192 && d % 4 == 0 ? 4 : 1;
 #pragma omp parallel for schedule(static)
-        for (i0 = 0; i0 < d; i0++)
-            out[i0] = dtype == DTYPE_F32 ? dot_row(w, (size_t)i0, x, n, DTYPE_F32) : dot_row(w, (size_t)i0, x, n, DTYPE_BF16);
+        for (i0 = 0; i0 < d; i0 += R) {
+            if (R == 4) {
+                if (dtype == DTYPE_F32) dot_rows(out + i0, w, (size_t)i0, x, n, DTYPE_F32, 4);
+                else dot_rows(out + i0, w, (size_t)i0, x, n, DTYPE_BF16, 4);
+            } else {
+                if (dtype == DTYPE_F32) dot_rows(out + i0, w, (size_t)i0, x, n, DTYPE_F32, 1);
+                else dot_rows(out + i0, w, (size_t)i0, x, n, DTYPE_BF16, 1);
+            }
+        }
         return;
     }
 #pragma omp parallel for schedule(static)
@@ -560,21 +557,17 @@ static void rmsnorm(float *out, const float *x, const void *w, int n, float eps,
     double ss = 0;   /* double: the mean of squares is the one long sum here */
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
     float inv = 1.0f / sqrtf((float)(ss / n) + eps);
-    for (int i = 0; i < n; i++) {
-        float wi;
-        read_weights(&wi, w, (size_t)i, 1, dtype);
-        out[i] = wi * (x[i] * inv);
-    }
+    for (int i = 0; i < n; i++) out[i] = weight_at(w, (size_t)i, dtype) * (x[i] * inv);
 }
 
 /* HF apply_rotary_pos_emb with rotate_half: in each head, dim i is rotated
  * together with dim i + head_dim/2 (not with its neighbour, as in Meta's
- * original layout), by angle pos * inv_freq[i] computed in fp32. */
-static void rope(float *vec, int n_heads, int head_dim, int pos, const float *inv_freq) {
+ * original layout), by angle pos * inv_freq[i] computed in fp32; cos_pos
+ * and sin_pos hold that angle's cosine and sine for this position. */
+static void rope(float *vec, int n_heads, int head_dim, const float *cos_pos, const float *sin_pos) {
     int half = head_dim / 2;
     for (int i = 0; i < half; i++) {
-        float angle = (float)pos * inv_freq[i];
-        float c = cosf(angle), s = sinf(angle);
+        float c = cos_pos[i], s = sin_pos[i];
         for (int h = 0; h < n_heads; h++) {
             float *v = vec + (size_t)h * head_dim;
             float x0 = v[i], x1 = v[i + half];
@@ -687,6 +680,15 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
         for (int b = 0; b < n; b++)                                                             \
     memcpy(hidden + ((size_t)(k) * n_rows + hidden_row + b) * D, (src) + (size_t)b * D, (size_t)D * sizeof(float))
 
+    /* HF MistralRotaryEmbedding: the angles of these positions, once for
+     * all layers */
+    for (int b = 0; b < n; b++)
+        for (int i = 0; i < hd / 2; i++) {
+            float angle = (float)(pos + b) * s->inv_freq[i];
+            s->rope_cos[(size_t)b * (hd / 2) + i] = cosf(angle);
+            s->rope_sin[(size_t)b * (hd / 2) + i] = sinf(angle);
+        }
+
     /* HF embed_tokens: look up each token's row */
     for (int b = 0; b < n; b++)
         read_weights(s->x + (size_t)b * D, w->embed_tokens, (size_t)tokens[b] * D, D, c->dtype);
@@ -704,8 +706,9 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
         matmul(s->v, s->xb, L->wv, n, D, kv_dim, c->dtype);
 #pragma omp parallel for
         for (int b = 0; b < n; b++) {
-            rope(s->q + (size_t)b * q_dim, c->n_heads, hd, pos + b, s->inv_freq);
-            rope(s->k + (size_t)b * kv_dim, c->n_kv_heads, hd, pos + b, s->inv_freq);
+            const float *cs = s->rope_cos + (size_t)b * (hd / 2), *sn = s->rope_sin + (size_t)b * (hd / 2);
+            rope(s->q + (size_t)b * q_dim, c->n_heads, hd, cs, sn);
+            rope(s->k + (size_t)b * kv_dim, c->n_kv_heads, hd, cs, sn);
         }
         attention(c, s, l, n, pos);
         /* then the chunk's keys and values go into their ring slots, in

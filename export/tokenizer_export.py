@@ -88,14 +88,21 @@ def _check_json_pipeline(tj, path):
     return model
 
 
-def _from_tokenizer_json(path):
+def _read_json_object(path):
+    """Parse a JSON file whose top level must be an object; ValueError naming
+    the file otherwise."""
     try:
         with open(path, encoding="utf-8") as f:
-            tj = json.load(f)
+            obj = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ValueError("%s: cannot read JSON: %s" % (path, e))
-    if not isinstance(tj, dict):
+    if not isinstance(obj, dict):
         raise ValueError("%s: not a JSON object" % path)
+    return obj
+
+
+def _from_tokenizer_json(path):
+    tj = _read_json_object(path)
     model = _check_json_pipeline(tj, path)
 
     vocab = model.get("vocab")
@@ -315,13 +322,7 @@ def _read_config(hf_dir):
     add_bos, add_eos = True, False  # LlamaTokenizer defaults
     bos, eos = "<s>", "</s>"
     if os.path.exists(path):
-        try:
-            with open(path, encoding="utf-8") as f:
-                cfg = json.load(f)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-            raise ValueError("%s: cannot read JSON: %s" % (path, e))
-        if not isinstance(cfg, dict):
-            raise ValueError("%s: not a JSON object" % path)
+        cfg = _read_json_object(path)
         add_bos = bool(cfg.get("add_bos_token", add_bos))
         add_eos = bool(cfg.get("add_eos_token", add_eos))
 

@@ -8,61 +8,17 @@
  */
 #include <check.h>
 #include <math.h>
-#include <signal.h>
-#include <sys/stat.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include "testutil.h"
 
 #define SW8 "tests/work/models/sw8/model.bin"
 #define T48K "tests/work/models/t48k-bf16/model.bin"
 #define TMP "tests/work/cli"
 
-typedef struct {
-    int status;   /* exit status, or -signal */
-    char *out, *err;
-} Result;
+#include "testrun.h"
 
-/* Run argv with stdin_text on standard input; capture stdout and stderr. */
+/* Run argv with stdin_text (a string, or NULL) on standard input. */
 static Result run(const char *stdin_text, const char *const argv[]) {
-    char out_path[] = TMP "/outXXXXXX", err_path[] = TMP "/errXXXXXX", in_path[] = TMP "/inXXXXXX";
-    int fo = mkstemp(out_path), fe = mkstemp(err_path), fi = mkstemp(in_path);
-    ck_assert(fo >= 0 && fe >= 0 && fi >= 0);
-    if (stdin_text) ck_assert(write(fi, stdin_text, strlen(stdin_text)) == (ssize_t)strlen(stdin_text));
-    lseek(fi, 0, SEEK_SET);
-    pid_t pid = fork();
-    ck_assert(pid >= 0);
-    if (pid == 0) {
-        dup2(fi, 0);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    int st;
-    waitpid(pid, &st, 0);
-    close(fo);
-    close(fe);
-    close(fi);
-    Result r;
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
-    r.out = tu_read_file(out_path, NULL);
-    r.err = tu_read_file(err_path, NULL);
-    unlink(out_path);
-    unlink(err_path);
-    unlink(in_path);
-    return r;
-}
-
-static void result_free(Result *r) {
-    free(r->out);
-    free(r->err);
-}
-
-static int file_exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
+    return run_in(stdin_text, stdin_text ? strlen(stdin_text) : 0, argv);
 }
 
 /* A failure: the given exit status, no signal, exactly one "raktn: error:"

@@ -135,7 +135,7 @@ END_TEST
 /* Decoding one token at a time through the KV cache (the matrix-vector
  * kernel) must match the batched pass (the tiled matrix-matrix kernel) and
  * therefore the HF full-sequence reference. The two kernels add in different
- * fixed orders (raktn.c: dot_row, matmul_tile), so they agree to rounding
+ * fixed orders (raktn.c: dot_rows, matmul_tile), so they agree to rounding
  * (~1e-5 here), not bit for bit. */
 static void run_one_by_one(Fixture *f, float *logits) {
     RunState s;
@@ -273,8 +273,8 @@ START_TEST(test_long_generation_past_the_window) {
 }
 END_TEST
 
-/* The decode path's two kernels (dot_row for short rows, dot_4rows for rows
- * longer than 8192) must compute each output in the same order: random
+/* The decode path takes one row at a time (dot_rows R = 1) or, for rows
+ * longer than 8192, four (R = 4); each output must come out in the same order: random
  * rows of 8275 (tails of 16 and of 3) give the same bits both ways, for
  * fp32 and bf16 weights. */
 START_TEST(test_decode_kernels_agree) {
@@ -288,12 +288,14 @@ START_TEST(test_decode_kernels_agree) {
     }
     for (int i = 0; i < n; i++) x[i] = random_f32(&rng) - 0.5f;
     float out_f[8], out_h[8];
-    matmul(out_f, x, wf, 1, n, d, DTYPE_F32); /* dot_4rows */
+    matmul(out_f, x, wf, 1, n, d, DTYPE_F32); /* four rows at a time */
     matmul(out_h, x, wh, 1, n, d, DTYPE_BF16);
     for (int i = 0; i < d; i++) {
-        float a = dot_row(wf, (size_t)i, x, n, DTYPE_F32), b = dot_row(wh, (size_t)i, x, n, DTYPE_BF16);
+        float a, b;
+        dot_rows(&a, wf, (size_t)i, x, n, DTYPE_F32, 1);
+        dot_rows(&b, wh, (size_t)i, x, n, DTYPE_BF16, 1);
         ck_assert_msg(memcmp(&a, &out_f[i], 4) == 0 && memcmp(&b, &out_h[i], 4) == 0 && memcmp(&a, &b, 4) == 0,
-                      "row %d: dot_row %a/%a, dot_4rows %a/%a", i, a, b, out_f[i], out_h[i]);
+                      "row %d: one row %a/%a, four rows %a/%a", i, a, b, out_f[i], out_h[i]);
     }
     free(wf);
     free(wh);
