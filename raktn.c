@@ -286,6 +286,8 @@ typedef struct {
     float *att_out;   /* [CHUNK][n_heads*head_dim] attention output before o_proj */
     float *proj;      /* [CHUNK][dim] output of o_proj / down_proj */
     float *gate, *up; /* [CHUNK][hidden_dim] */
+    float *xt;        /* [max(dim, n_heads*head_dim, hidden_dim)][CHUNK rounded up to 16]
+                         a batched matmul's input as columns */
     float *scores;    /* [threads][n_heads/n_kv_heads][cache_len] attention weights */
     float *inv_freq;  /* [head_dim/2] RoPE frequencies */
     float *rope_cos, *rope_sin; /* [CHUNK][head_dim/2] of the chunk's positions */
@@ -307,6 +309,13 @@ static void init_state(RunState *s, const Config *c, int ctx) {
     s->proj = xcalloc(CHUNK * D, sizeof(float));
     s->gate = xcalloc(CHUNK * (size_t)c->hidden_dim, sizeof(float));
     s->up = xcalloc(CHUNK * (size_t)c->hidden_dim, sizeof(float));
+    size_t widest = D > Q ? D : Q;
+    if ((size_t)c->hidden_dim > widest) widest = c->hidden_dim;
+    /* aligned to 64 bytes, so that no vector load from it straddles two
+     * cache lines (calloc's 16 cost the down_proj tile a quarter of its
+     * speed); every element is written before it is read */
+    if (posix_memalign((void **)&s->xt, 64, (CHUNK + 15) / 16 * 16 * widest * sizeof(float)) != 0)
+        die("out of memory (%zu floats)", (CHUNK + 15) / 16 * 16 * widest);
     int threads = 1;
 #ifdef _OPENMP
     threads = omp_get_max_threads();
@@ -324,7 +333,7 @@ static void init_state(RunState *s, const Config *c, int ctx) {
 }
 
 static void free_state(RunState *s) {
-    float *bufs[] = {s->x, s->xb, s->q, s->k, s->v, s->att_out, s->proj, s->gate, s->up,
+    float *bufs[] = {s->x, s->xb, s->q, s->k, s->v, s->att_out, s->proj, s->gate, s->up, s->xt,
                      s->scores, s->inv_freq, s->rope_cos, s->rope_sin, s->key_cache, s->value_cache,
                      s->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -371,14 +380,12 @@ static float dot_f32(const float *a, const float *b, int n) {
     return s;
 }
 
-/* The matmul kernel works on vectors of 16 floats: lane j of an output's
- * accumulator sums the products at k = j, j+16, j+32, ... in order (the same
- * 16 partial sums as dot_f32). With AVX-512 a vector is one register and the
- * multiply-add is fused; elsewhere it is a plain array the compiler may
- * vectorize. Every output is computed by a fixed sequence of operations
- * whatever its tile position or thread, and the same for bf16 and fp32
- * storage, so results do not depend on the thread count and the two
- * storages give bit-identical logits. */
+/* The matmul kernels work on vectors of 16 floats. With AVX-512 a vector is
+ * one register and the multiply-add is fused; elsewhere it is a plain array
+ * the compiler may vectorize. Every output is computed by a fixed sequence
+ * of operations whatever its tile position or thread, and the same for bf16
+ * and fp32 storage, so results do not depend on the thread count and the
+ * two storages give bit-identical logits. */
 #if defined(__AVX512F__)
 #include <immintrin.h>
 typedef __m512 vec16;
@@ -388,6 +395,8 @@ static inline vec16 v_load_bf16(const uint16_t *p) {   /* widen: u16 -> u32, << 
     __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
 }
+static inline vec16 v_set1(float f) { return _mm512_set1_ps(f); }
+static inline void v_store(float *p, vec16 v) { _mm512_storeu_ps(p, v); }
 static inline vec16 v_madd(vec16 acc, vec16 a, vec16 b) { return _mm512_fmadd_ps(a, b, acc); }
 static inline vec16 v_add(vec16 a, vec16 b) { return _mm512_add_ps(a, b); }
 /* v_keep pins a loaded vector in a register: without it GCC folds the load
@@ -411,6 +420,12 @@ static inline vec16 v_load_bf16(const uint16_t *p) {
     for (int j = 0; j < 16; j++) v.f[j] = bf16_to_f32(p[j]);
     return v;
 }
+static inline vec16 v_set1(float f) {
+    vec16 v;
+    for (int j = 0; j < 16; j++) v.f[j] = f;
+    return v;
+}
+static inline void v_store(float *p, vec16 v) { memcpy(p, v.f, sizeof v.f); }
 static inline vec16 v_madd(vec16 acc, vec16 a, vec16 b) {
     for (int j = 0; j < 16; j++) acc.f[j] += a.f[j] * b.f[j];
     return acc;
@@ -427,48 +442,54 @@ static inline float v_sum(vec16 v) {   /* the same tree as the AVX-512 version *
 }
 #endif
 
-/* A tile of the matmul: TILE_R weight rows times nb (<= TILE_B) positions.
- * The TILE_R x TILE_B accumulators stay in registers, so each 16 weights
- * loaded serve nb positions and each 16 inputs serve TILE_R rows: the loop
- * does arithmetic instead of waiting on loads. Rows past d are clamped to
- * d-1 (computed, not stored). nb and dtype are constants at each call site
- * (matmul's switch), so the compiler makes one loop per case. */
-#define TILE_R 4
-#define TILE_B 6   /* matmul's switch has a case for each nb = 1..TILE_B */
+/* A tile of the batched matmul: TILE_ROWS weight rows times nv vectors of
+ * 16 positions (nv <= TILE_VECS). The input comes as columns, xt[k][b] with
+ * bp positions per column, so one load brings input k of 16 positions. Each
+ * step broadcasts one weight of every row and does TILE_ROWS x nv
+ * multiply-adds into accumulators that stay in registers: each weight
+ * loaded serves 16 x nv positions and each input vector TILE_ROWS rows, and
+ * nothing but the inputs' columns (a few hundred KB, in L2) and the rows
+ * being read (from memory, in order) moves. Output (b, i) adds its products
+ * in order k = 0, 1, ..., n-1 in one lane, whatever its place in the tile,
+ * the thread count or the storage type. Rows past d are clamped to d-1
+ * (computed, not stored); positions past the batch are zero columns. nv and
+ * dtype are constants at each call site (matmul's switch), so the compiler
+ * makes one loop per case. */
+#define TILE_ROWS 8
+#define TILE_VECS 2
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
-static inline void matmul_tile(float *out, const float *x, const void *w, int n, int d, int i0, int nb,
-                               int dtype) {
-    const float *wf[TILE_R];
-    const uint16_t *wh[TILE_R];
-    size_t row_of[TILE_R];   /* element offset of each row */
-    for (int r = 0; r < TILE_R; r++) {
-        row_of[r] = (size_t)(i0 + r < d ? i0 + r : d - 1) * n;
-        wf[r] = (const float *)w + row_of[r];
-        wh[r] = (const uint16_t *)w + row_of[r];
+static inline void matmul_tile(float *out, const float *xt, int bp, const void *w, int n, int d, int i0,
+                               int b0, int batch, int nv, int dtype) {
+    const float *wf[TILE_ROWS];
+    const uint16_t *wh[TILE_ROWS];
+    for (int r = 0; r < TILE_ROWS; r++) {
+        size_t row = (size_t)(i0 + r < d ? i0 + r : d - 1) * n;
+        wf[r] = (const float *)w + row;
+        wh[r] = (const uint16_t *)w + row;
     }
-    vec16 acc[TILE_R][TILE_B];
-    for (int r = 0; r < TILE_R; r++)
-        for (int b = 0; b < nb; b++) acc[r][b] = v_zero();
-    int k = 0;
-    for (; k + 16 <= n; k += 16) {
-        vec16 xv[TILE_B];
-        for (int b = 0; b < nb; b++) xv[b] = v_keep(v_load(x + (size_t)b * n + k));
-        for (int r = 0; r < TILE_R; r++) {
-            vec16 wv = dtype == DTYPE_F32 ? v_load(wf[r] + k) : v_load_bf16(wh[r] + k);
-            for (int b = 0; b < nb; b++) acc[r][b] = v_madd(acc[r][b], wv, xv[b]);
+    vec16 acc[TILE_ROWS][TILE_VECS];
+    for (int r = 0; r < TILE_ROWS; r++)
+        for (int v = 0; v < nv; v++) acc[r][v] = v_zero();
+    for (int k = 0; k < n; k++) {
+        vec16 xv[TILE_VECS];
+        for (int v = 0; v < nv; v++) xv[v] = v_keep(v_load(xt + (size_t)k * bp + b0 + 16 * v));
+        for (int r = 0; r < TILE_ROWS; r++) {
+            vec16 wv = v_set1(dtype == DTYPE_F32 ? wf[r][k] : bf16_to_f32(wh[r][k]));
+            for (int v = 0; v < nv; v++) acc[r][v] = v_madd(acc[r][v], wv, xv[v]);
         }
     }
-    /* add up the 16 lanes (a fixed tree: a chain of 16 dependent scalar
-     * adds per output would cost a fifth of the tile's time), then the
-     * n % 16 leftover products */
-    for (int r = 0; r < TILE_R && i0 + r < d; r++) {
-        for (int b = 0; b < nb; b++) {
-            float s = v_sum(acc[r][b]);
-            for (int kk = k; kk < n; kk++) s += weight_at(w, row_of[r] + kk, dtype) * x[(size_t)b * n + kk];
-            out[(size_t)b * d + i0 + r] = s;
-        }
+    /* lane j of acc[r][v] is output (b0 + 16v + j, i0 + r); the tile goes
+     * out a position at a time, TILE_ROWS neighbouring outputs per store
+     * (single lanes scattered straight into out cost a fifth of the time) */
+    float t[TILE_ROWS][16 * TILE_VECS];
+    for (int r = 0; r < TILE_ROWS; r++)
+        for (int v = 0; v < nv; v++) v_store(t[r] + 16 * v, acc[r][v]);
+    int rows = d - i0 < TILE_ROWS ? d - i0 : TILE_ROWS;
+    for (int b = 0; b < 16 * nv && b0 + b < batch; b++) {
+        float *o = out + (size_t)(b0 + b) * d + i0;
+        for (int r = 0; r < rows; r++) o[r] = t[r][b];
     }
 }
 
@@ -476,8 +497,9 @@ static inline void matmul_tile(float *out, const float *x, const void *w, int n,
  * four accumulators take turns over 64-weight blocks so that four
  * multiply-adds are in flight: one chain would wait on each add's latency
  * and stream weights slower than memory delivers them. (The batched tile
- * above keeps one chain per output, its parallelism coming from 24 outputs
- * at once; the two orders differ in the last bits, see notes/model.md.)
+ * above keeps one chain per output, its parallelism coming from 16 vectors
+ * of outputs at once; the two orders differ in the last bits, see
+ * notes/model.md.)
  * R rows share each load of x; the order within an output does not depend
  * on R. R = 1 streams the weights best; R = 4 is for long rows (the 7B's
  * 14336-wide down_proj), where x (56 KB) no longer fits in L1 and fetching
@@ -512,14 +534,15 @@ static inline void dot_rows(float *out, const void *w, size_t row, const float *
 
 /* nn.Linear without bias, for a batch: out[b][i] = sum_k W[i][k] * x[b][k],
  * W is [d][n], x is [batch][n], out is [batch][d]. Threads split the rows.
- * For a batch (prefill) each takes TILE_R rows at a time through the whole
- * batch, so each weight row comes from memory once per batch and then from
- * cache. To decode one position a thread reads its rows one after the
- * other instead (dot_rows): one sequential stream per thread is what the
- * memory system serves fastest (measured on a 4096 x 28672 bf16 matrix, two
- * threads: 4 interleaved rows reach 80% of the read bandwidth, one row at a
- * time ~90%). */
-static void matmul(float *out, const float *x, const void *w, int batch, int n, int d, int dtype) {
+ * To decode one position a thread reads its rows one after the other
+ * (dot_rows): one sequential stream per thread is what the memory system
+ * serves fastest (measured on a 4096 x 28672 bf16 matrix, two threads: 4
+ * interleaved rows reach 80% of the read bandwidth, one row at a time
+ * ~90%). For a batch (prefill) the input is first turned into columns (xt:
+ * scratch of n x round_up(batch, 16) floats), then each thread takes
+ * TILE_ROWS rows at a time through the whole batch, so each weight row
+ * comes from memory once per batch. */
+static void matmul(float *out, const float *x, const void *w, int batch, int n, int d, int dtype, float *xt) {
     int i0;
     if (batch == 1) {
         int R = n > 8192 && d % 4 == 0 ? 4 : 1;
@@ -535,19 +558,27 @@ static void matmul(float *out, const float *x, const void *w, int batch, int n, 
         }
         return;
     }
-#pragma omp parallel for schedule(static)
-    for (i0 = 0; i0 < d; i0 += TILE_R) {
-        for (int b0 = 0; b0 < batch; b0 += TILE_B) {
-            int nb = batch - b0 < TILE_B ? batch - b0 : TILE_B;
-            const float *xb = x + (size_t)b0 * n;
-            float *ob = out + (size_t)b0 * d;
-#define TILE(NB)                                                                                       \
-    case NB:                                                                                           \
-        if (dtype == DTYPE_F32) matmul_tile(ob, xb, w, n, d, i0, NB, DTYPE_F32);                        \
-        else matmul_tile(ob, xb, w, n, d, i0, NB, DTYPE_BF16);                                          \
+    int bp = (batch + 15) / 16 * 16; /* positions, padded to whole vectors */
+#pragma omp parallel
+    {
+        int k0;
+        /* xt[k][b] = x[b][k] (zero for b >= batch), 16 columns at a time */
+#pragma omp for schedule(static)
+        for (k0 = 0; k0 < n; k0 += 16)
+            for (int b = 0; b < bp; b++)
+                for (int k = k0; k < k0 + 16 && k < n; k++) xt[(size_t)k * bp + b] = b < batch ? x[(size_t)b * n + k] : 0.0f;
+#pragma omp for schedule(static)
+        for (i0 = 0; i0 < d; i0 += TILE_ROWS) {
+            for (int b0 = 0; b0 < bp; b0 += 16 * TILE_VECS) {
+                int nv = (bp - b0) / 16 < TILE_VECS ? (bp - b0) / 16 : TILE_VECS;
+#define TILE(NV)                                                                                       \
+    case NV:                                                                                           \
+        if (dtype == DTYPE_F32) matmul_tile(out, xt, bp, w, n, d, i0, b0, batch, NV, DTYPE_F32);        \
+        else matmul_tile(out, xt, bp, w, n, d, i0, b0, batch, NV, DTYPE_BF16);                          \
         break
-            switch (nb) { TILE(1); TILE(2); TILE(3); TILE(4); TILE(5); TILE(6); }
+                switch (nv) { TILE(1); TILE(2); }
 #undef TILE
+            }
         }
     }
 }
@@ -701,9 +732,9 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
 #pragma omp parallel for
         for (int b = 0; b < n; b++)
             rmsnorm(s->xb + (size_t)b * D, s->x + (size_t)b * D, L->input_layernorm, D, c->rms_norm_eps, c->dtype);
-        matmul(s->q, s->xb, L->wq, n, D, q_dim, c->dtype);
-        matmul(s->k, s->xb, L->wk, n, D, kv_dim, c->dtype);
-        matmul(s->v, s->xb, L->wv, n, D, kv_dim, c->dtype);
+        matmul(s->q, s->xb, L->wq, n, D, q_dim, c->dtype, s->xt);
+        matmul(s->k, s->xb, L->wk, n, D, kv_dim, c->dtype, s->xt);
+        matmul(s->v, s->xb, L->wv, n, D, kv_dim, c->dtype, s->xt);
 #pragma omp parallel for
         for (int b = 0; b < n; b++) {
             const float *cs = s->rope_cos + (size_t)b * (hd / 2), *sn = s->rope_sin + (size_t)b * (hd / 2);
@@ -718,7 +749,7 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
             memcpy(s->key_cache + slot * kv_dim, s->k + (size_t)b * kv_dim, (size_t)kv_dim * sizeof(float));
             memcpy(s->value_cache + slot * kv_dim, s->v + (size_t)b * kv_dim, (size_t)kv_dim * sizeof(float));
         }
-        matmul(s->proj, s->att_out, L->wo, n, q_dim, D, c->dtype);
+        matmul(s->proj, s->att_out, L->wo, n, q_dim, D, c->dtype, s->xt);
         add_in_place(s->x, s->proj, (size_t)n * D);
 
         /* second half, HF MistralMLP: x = x + down(silu(gate(h)) * up(h)), h = post_attention_layernorm(x) */
@@ -726,10 +757,10 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
         for (int b = 0; b < n; b++)
             rmsnorm(s->xb + (size_t)b * D, s->x + (size_t)b * D, L->post_attention_layernorm, D, c->rms_norm_eps,
                     c->dtype);
-        matmul(s->gate, s->xb, L->w_gate, n, D, F, c->dtype);
-        matmul(s->up, s->xb, L->w_up, n, D, F, c->dtype);
+        matmul(s->gate, s->xb, L->w_gate, n, D, F, c->dtype, s->xt);
+        matmul(s->up, s->xb, L->w_up, n, D, F, c->dtype, s->xt);
         swiglu(s->gate, s->up, (size_t)n * F);
-        matmul(s->proj, s->gate, L->w_down, n, F, D, c->dtype);
+        matmul(s->proj, s->gate, L->w_down, n, F, D, c->dtype, s->xt);
         add_in_place(s->x, s->proj, (size_t)n * D);
 
         if (l < c->n_layers - 1) CAPTURE(l + 1, s->x);
@@ -740,7 +771,7 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
     for (int b = first; b < n; b++)
         rmsnorm(s->xb + (size_t)b * D, s->x + (size_t)b * D, w->norm, D, c->rms_norm_eps, c->dtype);
     CAPTURE(c->n_layers, s->xb);
-    if (logits) matmul(logits, s->xb + (size_t)first * D, w->lm_head, n - first, D, c->vocab_size, c->dtype);
+    if (logits) matmul(logits, s->xb + (size_t)first * D, w->lm_head, n - first, D, c->vocab_size, c->dtype, s->xt);
 #undef CAPTURE
 }
 

@@ -288,8 +288,8 @@ START_TEST(test_decode_kernels_agree) {
     }
     for (int i = 0; i < n; i++) x[i] = random_f32(&rng) - 0.5f;
     float out_f[8], out_h[8];
-    matmul(out_f, x, wf, 1, n, d, DTYPE_F32); /* four rows at a time */
-    matmul(out_h, x, wh, 1, n, d, DTYPE_BF16);
+    matmul(out_f, x, wf, 1, n, d, DTYPE_F32, NULL); /* four rows at a time */
+    matmul(out_h, x, wh, 1, n, d, DTYPE_BF16, NULL);
     for (int i = 0; i < d; i++) {
         float a, b;
         dot_rows(&a, wf, (size_t)i, x, n, DTYPE_F32, 1);
