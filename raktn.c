@@ -289,6 +289,7 @@ typedef struct {
     float *xt;        /* [max(dim, n_heads*head_dim, hidden_dim)][CHUNK rounded up to 16]
                          a batched matmul's input as columns */
     float *scores;    /* [threads][n_heads/n_kv_heads][cache_len] attention weights */
+    const float **value_rows; /* [threads][cache_len] where attention finds each visible value */
     float *inv_freq;  /* [head_dim/2] RoPE frequencies */
     float *rope_cos, *rope_sin; /* [CHUNK][head_dim/2] of the chunk's positions */
     float *key_cache; /* [n_layers][cache_len][n_kv_heads*head_dim] */
@@ -321,6 +322,7 @@ static void init_state(RunState *s, const Config *c, int ctx) {
     threads = omp_get_max_threads();
 #endif
     s->scores = xcalloc((size_t)threads * (c->n_heads / c->n_kv_heads) * s->cache_len, sizeof(float));
+    s->value_rows = xcalloc((size_t)threads * s->cache_len, sizeof(float *));
     s->key_cache = xcalloc((size_t)c->n_layers * s->cache_len * KV, sizeof(float));
     s->value_cache = xcalloc((size_t)c->n_layers * s->cache_len * KV, sizeof(float));
     s->logits = xcalloc((size_t)c->vocab_size, sizeof(float));
@@ -337,6 +339,7 @@ static void free_state(RunState *s) {
                      s->scores, s->inv_freq, s->rope_cos, s->rope_sin, s->key_cache, s->value_cache,
                      s->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(s->value_rows);
 }
 
 /* ==========================================================================
@@ -364,20 +367,6 @@ static void read_weights(float *out, const void *w, size_t i, int n, int dtype) 
         const uint16_t *h = (const uint16_t *)w + i;
         for (int j = 0; j < n; j++) out[j] = bf16_to_f32(h[j]);
     }
-}
-
-/* Dot product with 16 independent partial sums: the compiler turns the
- * inner loop into SIMD without needing -ffast-math, and the summation order
- * is fixed, so results do not depend on the batch size or thread count. */
-static float dot_f32(const float *a, const float *b, int n) {
-    float acc[16] = {0};
-    int i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; j++) acc[j] += a[i + j] * b[i + j];
-    float s = 0;
-    for (int j = 0; j < 16; j++) s += acc[j];
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
 }
 
 /* The matmul kernels work on vectors of 16 floats. With AVX-512 a vector is
@@ -441,6 +430,17 @@ static inline float v_sum(vec16 v) {   /* the same tree as the AVX-512 version *
     return v.f[0];
 }
 #endif
+
+/* Dot product of two fp32 vectors (attention's q . k): 16 partial sums in
+ * one vector, added as a tree, then the n % 16 leftovers. */
+static float dot_f32(const float *a, const float *b, int n) {
+    vec16 acc = v_zero();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) acc = v_madd(acc, v_load(a + i), v_load(b + i));
+    float s = v_sum(acc);
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
 
 /* A tile of the batched matmul: TILE_ROWS weight rows times nv vectors of
  * 16 positions (nv <= TILE_VECS). The input comes as columns, xt[k][b] with
@@ -649,49 +649,66 @@ static int thread_id(void) {
 #endif
 }
 
+/* Where the key (or value) of position t for KV head kvh of a layer lives
+ * in the cache, laid out [layer][KV head][slot][head_dim] so that the keys
+ * one head reads are one contiguous stream; the ring's slot is t % cache_len. */
+static size_t kv_offset(const RunState *s, const Config *c, int layer, int kvh, int t) {
+    return (((size_t)layer * c->n_kv_heads + kvh) * s->cache_len + (size_t)(t % s->cache_len)) * c->head_dim;
+}
+
 /* HF MistralAttention (eager) for the chunk's n positions pos .. pos+n-1,
  * whose queries, keys and values are in s->q, s->k, s->v. Query head h reads
  * KV head h / group (GQA); position p sees keys max(0, p - W + 1) .. p: W keys
  * including itself. Keys before the chunk come from the ring, the chunk's
  * own from s->k: they go into the ring only after every position has
  * attended, since writing them first could overwrite a key that an earlier
- * position of the chunk still needs. Work is split over (position, KV head)
+ * position of the chunk still needs. Work is split over (KV head, position)
  * pairs; each key and value row is read once for the `group` query heads
  * that share it. */
 static void attention(const Config *c, RunState *s, int layer, int n, int pos) {
     int hd = c->head_dim, kv_dim = c->n_kv_heads * hd, group = c->n_heads / c->n_kv_heads;
-    const float *kc = s->key_cache + (size_t)layer * s->cache_len * kv_dim;
-    const float *vc = s->value_cache + (size_t)layer * s->cache_len * kv_dim;
     float scale = sqrtf((float)hd);
-    int b;
+    int kvh;
 #pragma omp parallel for collapse(2) schedule(static)
-    for (b = 0; b < n; b++) {
-        for (int kvh = 0; kvh < c->n_kv_heads; kvh++) {
+    for (kvh = 0; kvh < c->n_kv_heads; kvh++) {
+        for (int b = 0; b < n; b++) {
             int p = pos + b;
             int first = (c->sliding_window > 0 && p - c->sliding_window + 1 > 0) ? p - c->sliding_window + 1 : 0;
             int n_keys = p - first + 1, h0 = kvh * group; /* query heads h0 .. h0+group-1 */
             const float *q = s->q + (size_t)b * c->n_heads * hd;
             float *out = s->att_out + (size_t)b * c->n_heads * hd;
             float *scores = s->scores + (size_t)thread_id() * group * s->cache_len; /* [group][cache_len] */
-#define KV_ROW(cache, chunk, t) \
-    (((t) >= pos ? (chunk) + (size_t)((t) - pos) * kv_dim : (cache) + (size_t)((t) % s->cache_len) * kv_dim) + (size_t)kvh * hd)
+            const float **vrow = s->value_rows + (size_t)thread_id() * s->cache_len;
             /* scores = q . k / sqrt(head_dim), then softmax over the visible keys */
             for (int t = 0; t < n_keys; t++) {
-                const float *k = KV_ROW(kc, s->k, first + t);
+                int at = first + t; /* before the chunk: the ring; in it: s->k, s->v */
+                size_t off = at < pos ? kv_offset(s, c, layer, kvh, at) : (size_t)(at - pos) * kv_dim + (size_t)kvh * hd;
+                const float *k = (at < pos ? s->key_cache : s->k) + off;
+                vrow[t] = (at < pos ? s->value_cache : s->v) + off;
                 for (int g = 0; g < group; g++)
                     scores[(size_t)g * s->cache_len + t] = dot_f32(q + (size_t)(h0 + g) * hd, k, hd) / scale;
             }
             for (int g = 0; g < group; g++) softmax(scores + (size_t)g * s->cache_len, n_keys);
-            /* output = the attention-weighted sum of the values */
-            memset(out + (size_t)h0 * hd, 0, (size_t)group * hd * sizeof(float));
-            for (int t = 0; t < n_keys; t++) {
-                const float *v = KV_ROW(vc, s->v, first + t);
-                for (int g = 0; g < group; g++) {
-                    float a = scores[(size_t)g * s->cache_len + t], *o = out + (size_t)(h0 + g) * hd;
-                    for (int i = 0; i < hd; i++) o[i] += a * v[i];
+            /* output = the attention-weighted sum of the values, 64 dims of
+             * a head at a time summed in registers over all the keys */
+            for (int g = 0; g < group; g++) {
+                const float *a = scores + (size_t)g * s->cache_len;
+                float *o = out + (size_t)(h0 + g) * hd;
+                int i = 0;
+                for (; i + 64 <= hd; i += 64) {
+                    vec16 acc[4] = {v_zero(), v_zero(), v_zero(), v_zero()};
+                    for (int t = 0; t < n_keys; t++) {
+                        vec16 weight = v_set1(a[t]);
+                        for (int j = 0; j < 4; j++) acc[j] = v_madd(acc[j], weight, v_load(vrow[t] + i + 16 * j));
+                    }
+                    for (int j = 0; j < 4; j++) v_store(o + i + 16 * j, acc[j]);
+                }
+                for (; i < hd; i++) { /* head_dim % 64 leftovers */
+                    float sum = 0;
+                    for (int t = 0; t < n_keys; t++) sum += a[t] * vrow[t][i];
+                    o[i] = sum;
                 }
             }
-#undef KV_ROW
         }
     }
 }
@@ -744,11 +761,12 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
         attention(c, s, l, n, pos);
         /* then the chunk's keys and values go into their ring slots, in
          * position order (with n > cache_len the latest win) */
-        for (int b = 0; b < n; b++) {
-            size_t slot = (size_t)l * s->cache_len + (size_t)((pos + b) % s->cache_len);
-            memcpy(s->key_cache + slot * kv_dim, s->k + (size_t)b * kv_dim, (size_t)kv_dim * sizeof(float));
-            memcpy(s->value_cache + slot * kv_dim, s->v + (size_t)b * kv_dim, (size_t)kv_dim * sizeof(float));
-        }
+        for (int b = 0; b < n; b++)
+            for (int kvh = 0; kvh < c->n_kv_heads; kvh++) {
+                size_t at = kv_offset(s, c, l, kvh, pos + b), from = (size_t)b * kv_dim + (size_t)kvh * hd;
+                memcpy(s->key_cache + at, s->k + from, (size_t)hd * sizeof(float));
+                memcpy(s->value_cache + at, s->v + from, (size_t)hd * sizeof(float));
+            }
         matmul(s->proj, s->att_out, L->wo, n, q_dim, D, c->dtype, s->xt);
         add_in_place(s->x, s->proj, (size_t)n * D);
 
@@ -776,11 +794,11 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
 }
 
 /* Run any number of tokens, CHUNK at a time; returns the last token's logits
- * (in s->logits). */
+ * (in s->logits: only the last chunk goes through lm_head). */
 static float *forward(Model *m, RunState *s, const int *tokens, int n, int pos) {
     for (int i = 0; i < n; i += CHUNK) {
         int len = n - i < CHUNK ? n - i : CHUNK;
-        forward_chunk(m, s, tokens + i, len, pos + i, s->logits, 0, NULL, 0, 0);
+        forward_chunk(m, s, tokens + i, len, pos + i, i + len == n ? s->logits : NULL, 0, NULL, 0, 0);
     }
     return s->logits;
 }
