@@ -15,8 +15,10 @@
    counts and prints the decode roofline = bandwidth / bytes read per token
    (every weight except the embedding table, one embedding row, and the
    key/value cache at the mean decode position) and raktn's fraction of it.
-   Bandwidth is measured again right before each raktn run (best of 8
-   passes over 2 GiB), since on a shared machine it moves with other load.
+   Bandwidth is measured right before and right after each raktn run (best
+   of 8 passes over 2 GiB each time), since on a shared machine it moves
+   with other load from one minute to the next; the roofline uses the
+   higher of the two (the stricter test), and the table shows both.
 4. With LLAMA_BENCH=/path/to/llama-bench GGUF=/path/to/model.gguf (an F32
    GGUF of the same weights; GGUF_OF names which benchmark model, default
    1b) runs llama-bench with the same prompt/gen lengths and threads in the
@@ -178,27 +180,30 @@ def main():
                 path = os.path.join(WORK, f"{m}-{dt}", "model.bin")
                 h = header(path)
                 load = os.getloadavg()[0]
-                bw = stream_bw(t)   # again right before each run: the machine is shared
+                bw0 = stream_bw(t)   # right before and after each run: the machine is shared
                 pp, tg, rss = raktn(path, t, ids, a.gen, ctx)
+                bw1 = stream_bw(t)
+                bw = max(bw0, bw1)
                 roof = bw / bytes_per_token(h, a.prompt + a.gen // 2)
-                row = dict(model=m, dtype=dt, threads=t, pp=pp, tg=tg, bw=bw, roof=roof, rss=rss,
+                row = dict(model=m, dtype=dt, threads=t, pp=pp, tg=tg, bw=bw, bw0=bw0, bw1=bw1, roof=roof, rss=rss,
                            file=h["file_size"], kv=kv_cache_bytes(h, ctx), lpp=None, ltg=None, load=load)
                 if use_llama and m == gguf_of and dt == "f32":
                     row["lpp"], row["ltg"] = lpp, ltg
                 rows.append(row)
-                log(f"  {m} {dt}: pp {pp:.2f} tg {tg:.2f} ({100 * tg / roof:.0f}% of {roof:.2f}) "
+                log(f"  {m} {dt}: pp {pp:.2f} tg {tg:.2f} ({100 * tg / roof:.0f}% of {roof:.2f}; "
+                    f"read GB/s before/after {bw0 / 1e9:.1f}/{bw1 / 1e9:.1f}) "
                     f"rss {rss / 1e9:.2f} GB (load average before: {load:.2f})")
 
     lines = [f"# raktn bench, {time.strftime('%Y-%m-%d %H:%M')}, prompt {a.prompt} ids, decode {a.gen} tokens",
              "",
-             "| model | storage | threads | prefill tok/s | decode tok/s | read GB/s | decode roofline tok/s "
+             "| model | storage | threads | prefill tok/s | decode tok/s | read GB/s before/after | decode roofline tok/s "
              "| decode / roofline | llama.cpp F32 pp | llama.cpp F32 tg | pp raktn/llama | tg raktn/llama "
              "| peak RSS GB | file + KV GB | RSS / (file+KV) | load avg |",
              "|" + "---|" * 16]
     for r in rows:
         f = lambda v, fmt="{:.2f}": "-" if v is None else fmt.format(v)
         lines.append("| " + " | ".join([
-            r["model"], r["dtype"], str(r["threads"]), f(r["pp"]), f(r["tg"]), f(r["bw"] / 1e9, "{:.1f}"),
+            r["model"], r["dtype"], str(r["threads"]), f(r["pp"]), f(r["tg"]), f"{r['bw0'] / 1e9:.1f}/{r['bw1'] / 1e9:.1f}",
             f(r["roof"]), f(r["tg"] / r["roof"], "{:.0%}"), f(r["lpp"]), f(r["ltg"]),
             f(r["lpp"] and r["pp"] / r["lpp"]), f(r["ltg"] and r["tg"] / r["ltg"]),
             f(r["rss"] / 1e9), f((r["file"] + r["kv"]) / 1e9), f(r["rss"] / (r["file"] + r["kv"])), f(r["load"])]) + " |")
