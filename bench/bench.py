@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench/bench.py - raktn's speed against this machine's limits (issue #6).
 
-    python3 bench/bench.py [--models 1b,7b2l] [--threads 1,N] [--prompt 512] [--gen 64]
+    python3 bench/bench.py [--models 1b,7b2l] [--threads 1,N] [--prompt 512] [--gen 64] [--repeat 1]
 
 1. Generates Mistral-shaped random checkpoints once (cached in bench/work/,
    git-ignored) with tests/make_checkpoint.py and exports each as fp32 and
@@ -17,8 +17,11 @@
    key/value cache at the mean decode position) and raktn's fraction of it.
    Bandwidth is measured right before and right after each raktn run (best
    of 8 passes over 2 GiB each time), since on a shared machine it moves
-   with other load from one minute to the next; the roofline uses the
-   higher of the two (the stricter test), and the table shows both.
+   with other load from one minute to the next; each run's roofline uses
+   the higher of the two (the stricter test). With --repeat R every raktn
+   run (and its two bandwidth measurements) is done R times; the table
+   gives the medians, and the range of the decode/roofline fractions and
+   of the bandwidths seen.
 4. With LLAMA_BENCH=/path/to/llama-bench GGUF=/path/to/model.gguf (an F32
    GGUF of the same weights; GGUF_OF names which benchmark model, default
    1b) runs llama-bench with the same prompt/gen lengths and threads in the
@@ -31,6 +34,7 @@ import csv
 import io
 import os
 import re
+import statistics
 import struct
 import subprocess
 import sys
@@ -146,6 +150,7 @@ def main():
     ap.add_argument("--threads", default=f"1,{os.cpu_count()}")
     ap.add_argument("--prompt", type=int, default=512)
     ap.add_argument("--gen", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=1)
     a = ap.parse_args()
     models = a.models.split(",")
     threads = [int(t) for t in a.threads.split(",")]
@@ -179,32 +184,41 @@ def main():
             for dt in ("f32", "bf16"):
                 path = os.path.join(WORK, f"{m}-{dt}", "model.bin")
                 h = header(path)
-                load = os.getloadavg()[0]
-                bw0 = stream_bw(t)   # right before and after each run: the machine is shared
-                pp, tg, rss = raktn(path, t, ids, a.gen, ctx)
-                bw1 = stream_bw(t)
-                bw = max(bw0, bw1)
-                roof = bw / bytes_per_token(h, a.prompt + a.gen // 2)
-                row = dict(model=m, dtype=dt, threads=t, pp=pp, tg=tg, bw=bw, bw0=bw0, bw1=bw1, roof=roof, rss=rss,
-                           file=h["file_size"], kv=kv_cache_bytes(h, ctx), lpp=None, ltg=None, load=load)
+                runs = []
+                for _ in range(a.repeat):
+                    load = os.getloadavg()[0]
+                    bw0 = stream_bw(t)   # right before and after each run: the machine is shared
+                    pp, tg, rss = raktn(path, t, ids, a.gen, ctx)
+                    bw1 = stream_bw(t)
+                    roof = max(bw0, bw1) / bytes_per_token(h, a.prompt + a.gen // 2)
+                    runs.append(dict(pp=pp, tg=tg, frac=tg / roof, roof=roof, bws=(bw0, bw1), rss=rss, load=load))
+                    log(f"  {m} {dt}: pp {pp:.2f} tg {tg:.2f} ({100 * tg / roof:.0f}% of {roof:.2f}; "
+                        f"read GB/s before/after {bw0 / 1e9:.1f}/{bw1 / 1e9:.1f}) "
+                        f"rss {rss / 1e9:.2f} GB (load average before: {load:.2f})")
+                med = lambda key: statistics.median(r[key] for r in runs)
+                bws = [b for r in runs for b in r["bws"]]
+                fracs = [r["frac"] for r in runs]
+                row = dict(model=m, dtype=dt, threads=t, pp=med("pp"), tg=med("tg"), frac=med("frac"),
+                           frac_lo=min(fracs), frac_hi=max(fracs), bw_lo=min(bws), bw_hi=max(bws),
+                           roof=med("roof"), rss=max(r["rss"] for r in runs), load=max(r["load"] for r in runs),
+                           file=h["file_size"], kv=kv_cache_bytes(h, ctx), lpp=None, ltg=None)
                 if use_llama and m == gguf_of and dt == "f32":
                     row["lpp"], row["ltg"] = lpp, ltg
                 rows.append(row)
-                log(f"  {m} {dt}: pp {pp:.2f} tg {tg:.2f} ({100 * tg / roof:.0f}% of {roof:.2f}; "
-                    f"read GB/s before/after {bw0 / 1e9:.1f}/{bw1 / 1e9:.1f}) "
-                    f"rss {rss / 1e9:.2f} GB (load average before: {load:.2f})")
 
-    lines = [f"# raktn bench, {time.strftime('%Y-%m-%d %H:%M')}, prompt {a.prompt} ids, decode {a.gen} tokens",
+    lines = [f"# raktn bench, {time.strftime('%Y-%m-%d %H:%M')}, prompt {a.prompt} ids, decode {a.gen} tokens, "
+             f"{a.repeat} run(s) each (medians; ranges over the runs)",
              "",
-             "| model | storage | threads | prefill tok/s | decode tok/s | read GB/s before/after | decode roofline tok/s "
-             "| decode / roofline | llama.cpp F32 pp | llama.cpp F32 tg | pp raktn/llama | tg raktn/llama "
-             "| peak RSS GB | file + KV GB | RSS / (file+KV) | load avg |",
-             "|" + "---|" * 16]
+             "| model | storage | threads | prefill tok/s | decode tok/s | read GB/s seen | decode roofline tok/s "
+             "| decode / roofline | its range | llama.cpp F32 pp | llama.cpp F32 tg | pp raktn/llama | tg raktn/llama "
+             "| peak RSS GB | file + KV GB | RSS / (file+KV) | max load avg |",
+             "|" + "---|" * 17]
     for r in rows:
         f = lambda v, fmt="{:.2f}": "-" if v is None else fmt.format(v)
         lines.append("| " + " | ".join([
-            r["model"], r["dtype"], str(r["threads"]), f(r["pp"]), f(r["tg"]), f"{r['bw0'] / 1e9:.1f}/{r['bw1'] / 1e9:.1f}",
-            f(r["roof"]), f(r["tg"] / r["roof"], "{:.0%}"), f(r["lpp"]), f(r["ltg"]),
+            r["model"], r["dtype"], str(r["threads"]), f(r["pp"]), f(r["tg"]),
+            f"{r['bw_lo'] / 1e9:.1f}-{r['bw_hi'] / 1e9:.1f}", f(r["roof"]), f(r["frac"], "{:.0%}"),
+            f"{r['frac_lo']:.0%}-{r['frac_hi']:.0%}", f(r["lpp"]), f(r["ltg"]),
             f(r["lpp"] and r["pp"] / r["lpp"]), f(r["ltg"] and r["tg"] / r["ltg"]),
             f(r["rss"] / 1e9), f((r["file"] + r["kv"]) / 1e9), f(r["rss"] / (r["file"] + r["kv"])), f(r["load"])]) + " |")
     text = "\n".join(lines) + "\n"
