@@ -41,9 +41,14 @@ mk tied --hidden 64 --layers 2 --heads 4 --kv-heads 2 --intermediate 160 --vocab
 # Wider heads/GQA 4:1, window 16, fp32.
 mk wide --hidden 128 --layers 2 --heads 8 --kv-heads 2 --intermediate 256 --vocab 1000 \
         --sliding-window 16 --dtype fp32 --seed 4
+# The 7B's head_dim 128 (GQA 2:1, window 12 over 30 tokens), and sizes that
+# are not multiples of 8 (intermediate 500, vocab 1001): attention's
+# 64-dimension value sums and the matmul tiles' partial edges.
+mk hd128 --hidden 256 --layers 2 --heads 2 --kv-heads 1 --intermediate 500 --vocab 1001 \
+        --sliding-window 12 --dtype bf16 --seed 5 --std 0.08
 
 if command -v sha256sum >/dev/null 2>&1; then SHA="sha256sum"; else SHA="shasum -a 256"; fi
-LIST=$(cd "$OUT" && find t48k-bf16 t48k-fp16 t48k-fp32 t48k-sharded t48k-llama sw8 tied wide \
+LIST=$(cd "$OUT" && find t48k-bf16 t48k-fp16 t48k-fp32 t48k-sharded t48k-llama sw8 tied wide hd128 \
         -type f \( -name '*.safetensors' -o -name '*.json' \) | LC_ALL=C sort)
 if [ "$UPDATE" = 1 ]; then
   (cd "$OUT" && $SHA $LIST) > "$SUMS"

@@ -29,7 +29,7 @@ PYTHON=$PY sh tests/make_checkpoints.sh "$W/hf"
 sh tests/tokenizer/prepare.sh
 cp "$W/tok/src/rakuten48k/tokenizer.json" "$W/tok/src/rakuten48k/tokenizer_config.json" "$W/hf/t48k-bf16/"
 
-for name in t48k-bf16 t48k-fp16 t48k-fp32 t48k-sharded t48k-llama sw8 tied wide; do
+for name in t48k-bf16 t48k-fp16 t48k-fp32 t48k-sharded t48k-llama sw8 tied wide hd128; do
   "$PY" export/export.py --quiet "$W/hf/$name" "$W/models/$name" 2>"$W/export-$name.log" || {
     cat "$W/export-$name.log" >&2; exit 1; }
 done

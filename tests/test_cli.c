@@ -40,22 +40,37 @@ static char *fixture_ids(const char *name) {
     return s;
 }
 
+/* -m logits through the real binary (chunk 128: sw8's 40 positions take a
+ * 32-position tile and a 16-position one, hd128's 30 one 32-position tile
+ * with two zero columns) against the HF fixture. */
+static const struct { const char *name, *model; int n, vocab, layers, dim; } LOGITS_CASES[] = {
+    {"sw8", SW8, 40, 512, 3, 64},
+    {"hd128", "tests/work/models/hd128/model.bin", 30, 1001, 2, 256},
+};
+
 START_TEST(test_logits_file_matches_hf) {
-    char *ids = fixture_ids("sw8");
-    const char *argv[] = {"./raktn", SW8, "-m", "logits", "--ids", ids, "-o", TMP "/sw8.logits",
-                          "--hidden", TMP "/sw8.hidden", NULL};
+    const char *name = LOGITS_CASES[_i].name;
+    char *ids = fixture_ids(name), out[256], hid[256], ref[256], href[256], tmp[300];
+    snprintf(out, sizeof out, TMP "/%s.logits", name);
+    snprintf(hid, sizeof hid, TMP "/%s.hidden", name);
+    snprintf(ref, sizeof ref, "tests/fixtures/%s.logits.f32", name);
+    snprintf(href, sizeof href, "tests/fixtures/%s.hidden.f32", name);
+    const char *argv[] = {"./raktn", LOGITS_CASES[_i].model, "-m", "logits", "--ids", ids, "-o", out,
+                          "--hidden", hid, NULL};
     Result r = run(NULL, argv);
     ck_assert_msg(r.status == 0, "raktn failed: %s", r.err);
-    size_t n = 40 * 512, nh = 4 * 40 * 64;
-    float *got = tu_read_f32(TMP "/sw8.logits", n), *want = tu_read_f32("tests/fixtures/sw8.logits.f32", n);
-    float *hgot = tu_read_f32(TMP "/sw8.hidden", nh), *hwant = tu_read_f32("tests/fixtures/sw8.hidden.f32", nh);
+    size_t n = (size_t)LOGITS_CASES[_i].n * LOGITS_CASES[_i].vocab;
+    size_t nh = (size_t)(LOGITS_CASES[_i].layers + 1) * LOGITS_CASES[_i].n * LOGITS_CASES[_i].dim;
+    float *got = tu_read_f32(out, n), *want = tu_read_f32(ref, n);
+    float *hgot = tu_read_f32(hid, nh), *hwant = tu_read_f32(href, nh);
     ck_assert(got && want && hgot && hwant);
     float d = 0, dh = 0;
     for (size_t i = 0; i < n; i++) d = fmaxf(d, fabsf(got[i] - want[i]));
     for (size_t i = 0; i < nh; i++) dh = fmaxf(dh, fabsf(hgot[i] - hwant[i]));
-    ck_assert_msg(d <= 1e-4f, "max |dlogit| %g", d);
-    ck_assert_msg(dh <= 1e-4f, "max |dhidden| %g", dh);
-    ck_assert(!file_exists(TMP "/sw8.logits.tmp"));
+    ck_assert_msg(d <= 1e-4f, "%s: max |dlogit| %g", name, d);
+    ck_assert_msg(dh <= 1e-4f, "%s: max |dhidden| %g", name, dh);
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    ck_assert(!file_exists(tmp));
     free(got); free(want); free(hgot); free(hwant); free(ids);
     result_free(&r);
 }
@@ -279,7 +294,7 @@ Suite *cli_suite(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("raktn");
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_logits_file_matches_hf);
+    tcase_add_loop_test(tc, test_logits_file_matches_hf, 0, 2);
     tcase_add_test(tc, test_ppl_matches_reference_logits);
     tcase_add_test(tc, test_greedy_generate_matches_hf);
     tcase_add_test(tc, test_same_seed_same_output);

@@ -27,11 +27,13 @@ typedef struct {
 /* Every checkpoint container we export, and the reference it must match.
  * t48k-*: one set of weights (vocab 48000) stored as bf16, fp16, fp32,
  * sharded fp32 and as a LlamaForCausalLM; sw8: window 8 over 40 tokens;
- * tied: tie_word_embeddings; wide: GQA 4:1, head_dim 16, window 16. */
+ * tied: tie_word_embeddings; wide: GQA 4:1, head_dim 16, window 16;
+ * hd128: the 7B's head_dim 128, window 12 over 30 tokens, intermediate 500
+ * and vocab 1001 (not multiples of the matmul tiles). */
 static const Case CASES[] = {
     {"t48k", "t48k-bf16"}, {"t48k", "t48k-fp16"}, {"t48k", "t48k-fp32"}, {"t48k", "t48k-sharded"},
     {"t48k", "t48k-llama"}, {"t48k", "t48k-bf16-b16"}, {"sw8", "sw8"}, {"sw8", "sw8-b16"},
-    {"sw8gen", "sw8"}, {"tied", "tied"}, {"wide", "wide"},
+    {"sw8gen", "sw8"}, {"tied", "tied"}, {"wide", "wide"}, {"hd128", "hd128"},
 };
 #define N_CASES ((int)(sizeof CASES / sizeof CASES[0]))
 
@@ -303,6 +305,40 @@ START_TEST(test_decode_kernels_agree) {
 }
 END_TEST
 
+/* The batched matmul at its tiles' edges: d = 13 rows (an 8-row tile and a
+ * clamped one), n = 35, 37 positions (a 32-position tile and a 16-position
+ * one with 11 zero columns). Each output is its products added in k order,
+ * so: within fp32 rounding of a double-precision sum, the same bits in a
+ * batch of 37 as in a batch of 5 (another tile shape, another lane), and
+ * the same bits from bf16 and fp32 storage. */
+START_TEST(test_batched_matmul_edges) {
+    enum { N = 35, D = 13, B = 37 };
+    static uint16_t wh[D * N];
+    static float wf[D * N], x[B * N], xt[N * 48], o_f[B * D], o_h[B * D], o_5[5 * D];
+    uint64_t rng = 11;
+    for (int i = 0; i < D * N; i++) {
+        wh[i] = (uint16_t)(0x3c00 + random_u32(&rng) % 0x300) ^ (random_u32(&rng) & 0x8000);
+        wf[i] = bf16_to_f32(wh[i]);
+    }
+    for (int i = 0; i < B * N; i++) x[i] = random_f32(&rng) - 0.5f;
+    matmul(o_f, x, wf, B, N, D, DTYPE_F32, xt);
+    matmul(o_h, x, wh, B, N, D, DTYPE_BF16, xt);
+    matmul(o_5, x + 30 * N, wf, 5, N, D, DTYPE_F32, xt);
+    ck_assert_msg(memcmp(o_f, o_h, sizeof o_f) == 0, "bf16 and fp32 storage differ");
+    ck_assert_msg(memcmp(o_5, o_f + 30 * D, sizeof o_5) == 0, "positions 30..34 differ between batches of 37 and 5");
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < D; i++) {
+            double sum = 0, mag = 0;
+            for (int k = 0; k < N; k++) {
+                sum += (double)wf[i * N + k] * x[b * N + k];
+                mag += fabs((double)wf[i * N + k] * x[b * N + k]);
+            }
+            ck_assert_msg(fabs(o_f[b * D + i] - sum) <= 1e-6 * mag, "out[%d][%d] = %g, double %g", b, i,
+                          o_f[b * D + i], sum);
+        }
+}
+END_TEST
+
 Suite *model_suite(void) {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("vs transformers");
@@ -315,6 +351,7 @@ Suite *model_suite(void) {
     tcase_add_test(tc, test_greedy_matches_hf_generate);
     tcase_add_test(tc, test_long_generation_past_the_window);
     tcase_add_test(tc, test_decode_kernels_agree);
+    tcase_add_test(tc, test_batched_matmul_edges);
     suite_add_tcase(s, tc);
     return s;
 }
