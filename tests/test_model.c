@@ -339,6 +339,55 @@ START_TEST(test_batched_matmul_edges) {
 }
 END_TEST
 
+/* A prompt's chunk goes through attention_blocked (queries of several
+ * positions as vector lanes), one decoded token through attention (one
+ * position at a time); both must compute HF's attention. The fixtures
+ * check them against transformers for GQA 2:1 and 4:1; here they must agree
+ * with each other (to rounding: they add in different orders) for other
+ * groupings (1, 3, 8, 16 query heads per KV head), head_dims 16, 24, 72 and
+ * 128, with and without a window shorter than the chunk, keys partly in
+ * the ring and partly in the chunk, 21 positions (a full 16-lane block and
+ * a partial one for MHA). */
+START_TEST(test_blocked_attention_matches_per_position) {
+    static const int shapes[][4] = {/* n_heads, n_kv_heads, head_dim, window */
+                                    {4, 4, 16, 0}, {6, 2, 24, 6}, {8, 1, 72, 0}, {16, 1, 16, 5},
+                                    {8, 2, 128, 9}, {4, 2, 128, 0}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        Config c = {0};
+        c.n_heads = shapes[k][0], c.n_kv_heads = shapes[k][1], c.head_dim = shapes[k][2];
+        c.sliding_window = shapes[k][3];
+        c.dim = c.n_heads * c.head_dim, c.hidden_dim = 8, c.n_layers = 1, c.vocab_size = 8, c.rope_theta = 10000;
+        int ctx = 64, pos = 11, n = 21, hd = c.head_dim, kv_dim = c.n_kv_heads * hd, q_dim = c.n_heads * hd;
+        c.max_seq_len = ctx;
+        RunState st;
+        init_state(&st, &c, ctx);
+        /* this file builds raktn.c with CHUNK 5: room for a 21-position chunk */
+        free(st.q), free(st.k), free(st.v), free(st.att_out);
+        st.q = xcalloc((size_t)n * q_dim, sizeof(float)), st.att_out = xcalloc((size_t)n * q_dim, sizeof(float));
+        st.k = xcalloc((size_t)n * kv_dim, sizeof(float)), st.v = xcalloc((size_t)n * kv_dim, sizeof(float));
+        uint64_t rng = 100 + k;
+        for (int t = pos - st.cache_len > 0 ? pos - st.cache_len : 0; t < pos; t++) /* the ring */
+            for (int h = 0; h < c.n_kv_heads; h++)
+                for (int i = 0; i < hd; i++) {
+                    st.key_cache[kv_offset(&st, &c, 0, h, t) + i] = random_f32(&rng) - 0.5f;
+                    st.value_cache[kv_offset(&st, &c, 0, h, t) + i] = random_f32(&rng) - 0.5f;
+                }
+        for (int i = 0; i < n * q_dim; i++) st.q[i] = 2 * random_f32(&rng) - 1;
+        for (int i = 0; i < n * kv_dim; i++) st.k[i] = 2 * random_f32(&rng) - 1, st.v[i] = random_f32(&rng) - 0.5f;
+        float *one = malloc((size_t)n * q_dim * sizeof(float));
+        attention(&c, &st, 0, n, pos);
+        memcpy(one, st.att_out, (size_t)n * q_dim * sizeof(float));
+        memset(st.att_out, 0, (size_t)n * q_dim * sizeof(float));
+        attention_blocked(&c, &st, 0, n, pos);
+        float d = max_abs_diff(one, st.att_out, (size_t)n * q_dim);
+        ck_assert_msg(d <= 1e-5f, "heads %d/%d, head_dim %d, window %d: blocked attention differs by %g",
+                      c.n_heads, c.n_kv_heads, hd, c.sliding_window, d);
+        free(one);
+        free_state(&st);
+    }
+}
+END_TEST
+
 Suite *model_suite(void) {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("vs transformers");
@@ -352,6 +401,7 @@ Suite *model_suite(void) {
     tcase_add_test(tc, test_long_generation_past_the_window);
     tcase_add_test(tc, test_decode_kernels_agree);
     tcase_add_test(tc, test_batched_matmul_edges);
+    tcase_add_test(tc, test_blocked_attention_matches_per_position);
     suite_add_tcase(s, tc);
     return s;
 }
