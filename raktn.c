@@ -38,7 +38,7 @@
 /* Positions pushed through the layers together during prefill: each weight
  * row is then read from memory once per chunk instead of once per token.
  * 128 measured ~10% faster than 64 on a 1B model (notes/performance.md);
- * the activations of a chunk take about 26 MB at the 7B's shapes. */
+ * the activations of a chunk take about 33 MB at the 7B's shapes. */
 #ifndef CHUNK
 #define CHUNK 128
 #endif
