@@ -289,14 +289,14 @@ typedef struct {
     float *xt;        /* [max(dim, n_heads*head_dim, hidden_dim)][CHUNK rounded up to 16]
                          a batched matmul's input as columns */
     float *scores;    /* per thread: [n_heads/n_kv_heads][cache_len] attention weights
-                         (decode), or [cache_len + 16][16] (a block of the prompt) */
+                         (decode), or [16][cache_len + 16] (a block of the prompt) */
     const float **key_rows, **value_rows; /* [threads][cache_len + 16] where attention finds
                                              each visible key and value */
     float *q_cols;    /* [threads][head_dim][16] a block's queries as columns */
     size_t scores_per_thread;
     float *inv_freq;  /* [head_dim/2] RoPE frequencies */
     float *rope_cos, *rope_sin; /* [CHUNK][head_dim/2] of the chunk's positions */
-    float *key_cache; /* [n_layers][cache_len][n_kv_heads*head_dim] */
+    float *key_cache; /* [n_layers][n_kv_heads][cache_len][head_dim] (kv_offset) */
     float *value_cache;
     float *logits;    /* [vocab] the last position's logits */
 } RunState;
@@ -566,17 +566,31 @@ static inline void dot_rows(float *out, const void *w, size_t row, const float *
 #undef W16
 }
 
+/* A batched matmul reads its input by columns: xt[k][b] = x[b][k] for
+ * batch positions, padded with zero columns to a whole number of vectors.
+ * One call serves every matmul that shares an input (q, k and v; gate and
+ * up). A single position (decode) needs none: matmul reads x itself. */
+static void to_columns(float *xt, const float *x, int batch, int n) {
+    if (batch == 1) return;
+    int bp = (batch + 15) / 16 * 16, k0;
+#pragma omp parallel for schedule(static)
+    for (k0 = 0; k0 < n; k0 += 16) /* 16 columns at a time */
+        for (int b = 0; b < bp; b++)
+            for (int k = k0; k < k0 + 16 && k < n; k++) xt[(size_t)k * bp + b] = b < batch ? x[(size_t)b * n + k] : 0.0f;
+}
+
 /* nn.Linear without bias, for a batch: out[b][i] = sum_k W[i][k] * x[b][k],
  * W is [d][n], x is [batch][n], out is [batch][d]. Threads split the rows.
  * To decode one position a thread reads its rows one after the other
  * (dot_rows): one sequential stream per thread is what the memory system
  * serves fastest (measured on a 4096 x 28672 bf16 matrix, two threads: 4
  * interleaved rows reach 80% of the read bandwidth, one row at a time
- * ~90%). For a batch (prefill) the input is first turned into columns (xt:
- * scratch of n x round_up(batch, 16) floats), then each thread takes
- * TILE_ROWS rows at a time through the whole batch, so each weight row
- * comes from memory once per batch. */
-static void matmul(float *out, const float *x, const void *w, int batch, int n, int d, int dtype, float *xt) {
+ * ~90%). For a batch (prefill) the input is read as columns from xt
+ * (to_columns(xt, x, batch, n) first), and each thread takes TILE_ROWS rows
+ * at a time through the whole batch, so each weight row comes from memory
+ * once per batch. */
+static void matmul(float *out, const float *x, const void *w, int batch, int n, int d, int dtype,
+                   const float *xt) {
     int i0;
     if (batch == 1) {
         int R = n > 8192 && d % 4 == 0 ? 4 : 1;
@@ -593,26 +607,17 @@ static void matmul(float *out, const float *x, const void *w, int batch, int n, 
         return;
     }
     int bp = (batch + 15) / 16 * 16; /* positions, padded to whole vectors */
-#pragma omp parallel
-    {
-        int k0;
-        /* xt[k][b] = x[b][k] (zero for b >= batch), 16 columns at a time */
-#pragma omp for schedule(static)
-        for (k0 = 0; k0 < n; k0 += 16)
-            for (int b = 0; b < bp; b++)
-                for (int k = k0; k < k0 + 16 && k < n; k++) xt[(size_t)k * bp + b] = b < batch ? x[(size_t)b * n + k] : 0.0f;
-#pragma omp for schedule(static)
-        for (i0 = 0; i0 < d; i0 += TILE_ROWS) {
-            for (int b0 = 0; b0 < bp; b0 += 16 * TILE_VECS) {
-                int nv = (bp - b0) / 16 < TILE_VECS ? (bp - b0) / 16 : TILE_VECS;
+#pragma omp parallel for schedule(static)
+    for (i0 = 0; i0 < d; i0 += TILE_ROWS) {
+        for (int b0 = 0; b0 < bp; b0 += 16 * TILE_VECS) {
+            int nv = (bp - b0) / 16 < TILE_VECS ? (bp - b0) / 16 : TILE_VECS;
 #define TILE(NV)                                                                                       \
     case NV:                                                                                           \
         if (dtype == DTYPE_F32) matmul_tile(out, xt, bp, w, n, d, i0, b0, batch, NV, DTYPE_F32);        \
         else matmul_tile(out, xt, bp, w, n, d, i0, b0, batch, NV, DTYPE_BF16);                          \
         break
-                switch (nv) { TILE(1); TILE(2); }
+            switch (nv) { TILE(1); TILE(2); }
 #undef TILE
-            }
         }
     }
 }
@@ -782,7 +787,8 @@ static void attention_blocked(const Config *c, RunState *s, int layer, int n, in
             int b0 = blk * QB, nb = n - b0 < QB ? n - b0 : QB, lanes = nb * group; /* lane = (b - b0) * group + g */
             int lo = first_key(c, pos + b0), n_keys = pos + b0 + nb - lo; /* keys lo .. pos+b0+nb-1 */
             float *qt = s->q_cols + (size_t)thread_id() * 16 * hd;            /* [hd][16] */
-            float *sc = s->scores + (size_t)thread_id() * s->scores_per_thread; /* [n_keys][16] */
+            int ks = s->cache_len + 16; /* row length of sc */
+            float *sc = s->scores + (size_t)thread_id() * s->scores_per_thread; /* [16][ks] */
             const float **krow = s->key_rows + (size_t)thread_id() * (s->cache_len + 16);
             const float **vrow = s->value_rows + (size_t)thread_id() * (s->cache_len + 16);
             find_kv_rows(c, s, layer, kvh, pos, lo, n_keys, krow, vrow);
@@ -791,37 +797,30 @@ static void attention_blocked(const Config *c, RunState *s, int layer, int n, in
                     qt[(size_t)i * 16 + l] =
                         l < lanes ? s->q[(size_t)(b0 + l / group) * c->n_heads * hd + (size_t)(kvh * group + l % group) * hd + i]
                                   : 0.0f;
-            /* sc[t][lane] = q . k_t / sqrt(head_dim), 8 keys at a time */
-            int t = 0;
-            for (; t + 8 <= n_keys; t += 8) {
+            /* sc[lane][t] = q . k_t / sqrt(head_dim), 8 keys at a time */
+            for (int t = 0; t < n_keys; t += 8) {
+                int nk = n_keys - t < 8 ? n_keys - t : 8;
                 vec16 acc[8];
                 for (int j = 0; j < 8; j++) acc[j] = v_zero();
                 for (int i = 0; i < hd; i++) {
                     vec16 q = v_load(qt + (size_t)i * 16);
-                    for (int j = 0; j < 8; j++) acc[j] = v_madd(acc[j], v_set1(krow[t + j][i]), q);
+                    for (int j = 0; j < 8; j++) acc[j] = v_madd(acc[j], v_set1(krow[t + (j < nk ? j : 0)][i]), q);
                 }
-                for (int j = 0; j < 8; j++) v_store(sc + (size_t)(t + j) * 16, acc[j]);
+                for (int j = 0; j < nk; j++) {
+                    float lane[16];
+                    v_store(lane, acc[j]);
+                    for (int l = 0; l < lanes; l++) sc[(size_t)l * ks + t + j] = lane[l] / scale;
+                }
             }
-            for (; t < n_keys; t++) {
-                vec16 acc = v_zero();
-                for (int i = 0; i < hd; i++) acc = v_madd(acc, v_set1(krow[t][i]), v_load(qt + (size_t)i * 16));
-                v_store(sc + (size_t)t * 16, acc);
-            }
-            /* softmax of each lane over its own keys (HF: max subtracted, exp,
-             * normalized); zero weight for the rest of the block's keys */
+            /* softmax of each lane over its own keys; weight 0 for the rest of
+             * the block's keys (and for lanes past the block) */
             for (int l = 0; l < 16; l++) {
-                int p = pos + b0 + l / group, from = l < lanes ? first_key(c, p) - lo : n_keys, to = l < lanes ? p - lo : -1;
-                float max = -INFINITY, sum = 0;
-                for (int k = from; k <= to; k++) {
-                    sc[(size_t)k * 16 + l] /= scale;
-                    if (sc[(size_t)k * 16 + l] > max) max = sc[(size_t)k * 16 + l];
-                }
-                for (int k = 0; k < n_keys; k++) {
-                    float *x = &sc[(size_t)k * 16 + l];
-                    *x = k >= from && k <= to ? expf(*x - max) : 0.0f;
-                    sum += *x;
-                }
-                for (int k = from; k <= to; k++) sc[(size_t)k * 16 + l] /= sum;
+                float *row = sc + (size_t)l * ks;
+                int p = pos + b0 + l / group, from = l < lanes ? first_key(c, p) - lo : n_keys;
+                int to = l < lanes ? p - lo : n_keys - 1;
+                if (l < lanes) softmax(row + from, to - from + 1);
+                for (int k = 0; k < n_keys; k++)
+                    if (k < from || k > to) row[k] = 0.0f;
             }
             /* output = the weighted sum of the values: 4 queries x 64 dims in registers */
             for (int l0 = 0; l0 < lanes; l0 += 4) {
@@ -839,7 +838,7 @@ static void attention_blocked(const Config *c, RunState *s, int layer, int n, in
                         vec16 val[4];
                         for (int v = 0; v < 4; v++) val[v] = v_load(vrow[k] + i + 16 * v);
                         for (int j = 0; j < 4; j++) {
-                            vec16 weight = v_set1(sc[(size_t)k * 16 + l0 + j]);
+                            vec16 weight = v_set1(sc[(size_t)(l0 + j) * ks + k]);
                             for (int v = 0; v < 4; v++) acc[j][v] = v_madd(acc[j][v], weight, val[v]);
                         }
                     }
@@ -849,7 +848,7 @@ static void attention_blocked(const Config *c, RunState *s, int layer, int n, in
                 for (; i < hd; i++) /* head_dim % 64 leftovers */
                     for (int j = 0; j < 4 && l0 + j < lanes; j++) {
                         float sum = 0;
-                        for (int k = 0; k < n_keys; k++) sum += sc[(size_t)k * 16 + l0 + j] * vrow[k][i];
+                        for (int k = 0; k < n_keys; k++) sum += sc[(size_t)(l0 + j) * ks + k] * vrow[k][i];
                         o[j][i] = sum;
                     }
             }
@@ -893,6 +892,7 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
 #pragma omp parallel for
         for (int b = 0; b < n; b++)
             rmsnorm(s->xb + (size_t)b * D, s->x + (size_t)b * D, L->input_layernorm, D, c->rms_norm_eps, c->dtype);
+        to_columns(s->xt, s->xb, n, D);
         matmul(s->q, s->xb, L->wq, n, D, q_dim, c->dtype, s->xt);
         matmul(s->k, s->xb, L->wk, n, D, kv_dim, c->dtype, s->xt);
         matmul(s->v, s->xb, L->wv, n, D, kv_dim, c->dtype, s->xt);
@@ -912,6 +912,7 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
                 memcpy(s->key_cache + at, s->k + from, (size_t)hd * sizeof(float));
                 memcpy(s->value_cache + at, s->v + from, (size_t)hd * sizeof(float));
             }
+        to_columns(s->xt, s->att_out, n, q_dim);
         matmul(s->proj, s->att_out, L->wo, n, q_dim, D, c->dtype, s->xt);
         add_in_place(s->x, s->proj, (size_t)n * D);
 
@@ -920,9 +921,11 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
         for (int b = 0; b < n; b++)
             rmsnorm(s->xb + (size_t)b * D, s->x + (size_t)b * D, L->post_attention_layernorm, D, c->rms_norm_eps,
                     c->dtype);
+        to_columns(s->xt, s->xb, n, D);
         matmul(s->gate, s->xb, L->w_gate, n, D, F, c->dtype, s->xt);
         matmul(s->up, s->xb, L->w_up, n, D, F, c->dtype, s->xt);
         swiglu(s->gate, s->up, (size_t)n * F);
+        to_columns(s->xt, s->gate, n, F);
         matmul(s->proj, s->gate, L->w_down, n, F, D, c->dtype, s->xt);
         add_in_place(s->x, s->proj, (size_t)n * D);
 
@@ -934,7 +937,10 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
     for (int b = first; b < n; b++)
         rmsnorm(s->xb + (size_t)b * D, s->x + (size_t)b * D, w->norm, D, c->rms_norm_eps, c->dtype);
     CAPTURE(c->n_layers, s->xb);
-    if (logits) matmul(logits, s->xb + (size_t)first * D, w->lm_head, n - first, D, c->vocab_size, c->dtype, s->xt);
+    if (logits) {
+        to_columns(s->xt, s->xb + (size_t)first * D, n - first, D);
+        matmul(logits, s->xb + (size_t)first * D, w->lm_head, n - first, D, c->vocab_size, c->dtype, s->xt);
+    }
 #undef CAPTURE
 }
 

@@ -321,8 +321,10 @@ START_TEST(test_batched_matmul_edges) {
         wf[i] = bf16_to_f32(wh[i]);
     }
     for (int i = 0; i < B * N; i++) x[i] = random_f32(&rng) - 0.5f;
+    to_columns(xt, x, B, N);
     matmul(o_f, x, wf, B, N, D, DTYPE_F32, xt);
     matmul(o_h, x, wh, B, N, D, DTYPE_BF16, xt);
+    to_columns(xt, x + 30 * N, 5, N);
     matmul(o_5, x + 30 * N, wf, 5, N, D, DTYPE_F32, xt);
     ck_assert_msg(memcmp(o_f, o_h, sizeof o_f) == 0, "bf16 and fp32 storage differ");
     ck_assert_msg(memcmp(o_5, o_f + 30 * D, sizeof o_5) == 0, "positions 30..34 differ between batches of 37 and 5");
