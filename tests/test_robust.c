@@ -39,6 +39,17 @@ static void assert_failure(const Result *r, int status, const char *msg) {
     ck_assert_msg(r->out_len == 0, "stdout not empty: %s", r->out);
 }
 
+/* A command line that must fail: its exit status and a piece of the error */
+typedef struct { const char *argv[12]; int status; const char *msg; } FailCase;
+
+static void assert_all_fail(const FailCase *cases, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        Result r = run(cases[i].argv);
+        assert_failure(&r, cases[i].status, cases[i].msg);
+        result_free(&r);
+    }
+}
+
 static void assert_success(const Result *r) {
     ck_assert_msg(r->status == 0, "exit %d; stderr: %s", r->status, r->err);
 }
@@ -70,7 +81,7 @@ static void assert_tokenize_matches(const Result *r, const char *bytes, size_t n
 /* -------------------------------------------------------------- numbers */
 
 START_TEST(test_bad_numbers) {
-    struct { const char *argv[12]; int status; const char *msg; } cases[] = {
+    FailCase cases[] = {
         {{"./raktn", SW8, "-n", "", "--ids", "1"}, 2, "-n wants an integer"},
         {{"./raktn", SW8, "-n", "12abc", "--ids", "1"}, 2, "-n wants an integer"},
         {{"./raktn", SW8, "-n", "99999999999999999999999", "--ids", "1"}, 2, "-n wants an integer"},
@@ -87,11 +98,7 @@ START_TEST(test_bad_numbers) {
         {{"./raktn", SW8, "-m", "logits", "--top", "0", "--ids", "1"}, 2, "--top must be in"},
         {{"./raktn", SW8, "-m", "logits", "--top", "1001", "--ids", "1"}, 2, "--top must be in"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        Result r = run(cases[i].argv);
-        assert_failure(&r, cases[i].status, cases[i].msg);
-        result_free(&r);
-    }
+    assert_all_fail(cases, sizeof cases / sizeof cases[0]);
 }
 END_TEST
 
@@ -121,7 +128,7 @@ END_TEST
 /* ------------------------------------------------------------ token ids */
 
 START_TEST(test_bad_ids) {
-    struct { const char *argv[12]; int status; const char *msg; } cases[] = {
+    FailCase cases[] = {
         {{"./raktn", SW8, "--ids", "99999999999999999999"}, 2, "is not a token id"},
         {{"./raktn", SW8, "--ids", "1 2147483648"}, 2, "outside the vocabulary"},
         {{"./raktn", SW8, "--ids", "1;2"}, 2, "is not a token id"},
@@ -135,11 +142,7 @@ START_TEST(test_bad_ids) {
         /* a tokenizer larger than the model's vocabulary */
         {{"./raktn", SW8, "-z", TOK, "-i", "hello"}, 1, "tokenizer has 48000 pieces"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        Result r = run(cases[i].argv);
-        assert_failure(&r, cases[i].status, cases[i].msg);
-        result_free(&r);
-    }
+    assert_all_fail(cases, sizeof cases / sizeof cases[0]);
 }
 END_TEST
 
@@ -254,7 +257,7 @@ START_TEST(test_bad_paths) {
     ck_assert(tok);
     write_bytes(TMP "/short-tok.bin", tok, tlen / 2);
     free(tok);
-    struct { const char *argv[12]; int status; const char *msg; } cases[] = {
+    FailCase cases[] = {
         {{"./raktn", TMP "/fifo", "--ids", "1"}, 1, "not a regular file"},
         {{"./raktn", "tests", "--ids", "1"}, 1, "not a regular file"},
         {{"./raktn", "-m", "tokenize", "-z", TMP "/fifo", "-i", "a"}, 1, "not a regular file"},
@@ -266,11 +269,7 @@ START_TEST(test_bad_paths) {
         {{"./raktn", SW8, "-m", "logits", "--ids", "1 2", "-o", TMP "/no-dir/x.f32"}, 1, "cannot create"},
         {{"./raktn", T48K, "-z", TMP "/junk-tok.bin", "-i", "a"}, 1, "junk-tok.bin"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        Result r = run(cases[i].argv);
-        assert_failure(&r, cases[i].status, cases[i].msg);
-        result_free(&r);
-    }
+    assert_all_fail(cases, sizeof cases / sizeof cases[0]);
     ck_assert(!file_exists(TMP "/no-dir"));
     unlink(TMP "/fifo");
 }
