@@ -107,11 +107,21 @@ def stream_bw(threads):
     return float(re.search(r"([\d.]+) GB/s", out).group(1)) * 1e9
 
 
+_fresh = set()
+
+
 def warm(path):
     """Read a model file once so that the timed run finds it in the page
     cache (both programs mmap their file; a cold read would be timed as
-    prefill)."""
+    prefill). The first time, the file is dropped from the page cache
+    before, so that every file is cached the way a read from disk caches
+    it: in 2 MB folios on Linux 6.x, which both programs' mappings then map
+    with 2 MB pages. Pages left over from writing the file are 4 KB folios,
+    and decode on them ran ~5% slower (notes/performance.md)."""
     with open(path, "rb") as f:
+        if path not in _fresh and hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            _fresh.add(path)
         while f.read(64 << 20):
             pass
 
