@@ -120,7 +120,10 @@ def warm(path):
     and decode on them ran ~5% slower (notes/performance.md)."""
     with open(path, "rb") as f:
         if path not in _fresh and hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            try:
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            except OSError:
+                pass
             _fresh.add(path)
         while f.read(64 << 20):
             pass

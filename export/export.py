@@ -407,7 +407,10 @@ def export_model(hf_dir, out_path, dtype="f32", quiet=False):
             # disk they are dropped: the first run reads model.bin back in
             # 2 MB folios (Linux 6.x; notes/performance.md).
             if hasattr(os, "posix_fadvise"):
-                os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                try:
+                    os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                except OSError:
+                    pass    # a hint: a file system without it still has the file
         os.replace(tmp, out_path)
     except BaseException as e:
         try:
