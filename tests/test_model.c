@@ -350,10 +350,38 @@ END_TEST
  * 128, with and without a window shorter than the chunk, keys partly in
  * the ring and partly in the chunk, 21 positions (a full 16-lane block and
  * a partial one for MHA). */
+/* Attention written out plainly in double precision, for one query head h
+ * at position p: the reference both kernels are held to below. */
+static void naive_attention(const Config *c, const RunState *st, int pos, int p, int h, double *out) {
+    int hd = c->head_dim, kv_dim = c->n_kv_heads * hd, kvh = h / (c->n_heads / c->n_kv_heads);
+    int first = first_key(c, p);
+    const float *q = st->q + (size_t)(p - pos) * c->n_heads * hd + (size_t)h * hd;
+    double *w = malloc((size_t)(p - first + 1) * sizeof(double)), max = -1e300, sum = 0;
+#define KEY(t) ((t) < pos ? st->key_cache + kv_offset(st, c, 0, kvh, t) : st->k + (size_t)((t) - pos) * kv_dim + (size_t)kvh * hd)
+#define VALUE(t) ((t) < pos ? st->value_cache + kv_offset(st, c, 0, kvh, t) : st->v + (size_t)((t) - pos) * kv_dim + (size_t)kvh * hd)
+    for (int t = first; t <= p; t++) {
+        double dot = 0;
+        for (int i = 0; i < hd; i++) dot += (double)q[i] * KEY(t)[i];
+        w[t - first] = dot / sqrt((double)hd);
+        if (w[t - first] > max) max = w[t - first];
+    }
+    for (int t = first; t <= p; t++) sum += w[t - first] = exp(w[t - first] - max);
+    for (int i = 0; i < hd; i++) {
+        out[i] = 0;
+        for (int t = first; t <= p; t++) out[i] += w[t - first] / sum * VALUE(t)[i];
+    }
+#undef KEY
+#undef VALUE
+    free(w);
+}
+
 START_TEST(test_blocked_attention_matches_per_position) {
+    /* groups 1, 2, 3, 4, 5, 6, 8, 16 (5 and 6: a second, partial block of
+     * heads in `attention`); head_dim 40 and 72 leave leftovers after the
+     * 16- and 64-wide loops */
     static const int shapes[][4] = {/* n_heads, n_kv_heads, head_dim, window */
                                     {4, 4, 16, 0}, {6, 2, 24, 6}, {8, 1, 72, 0}, {16, 1, 16, 5},
-                                    {8, 2, 128, 9}, {4, 2, 128, 0}};
+                                    {8, 2, 128, 9}, {4, 2, 128, 0}, {12, 2, 40, 7}, {5, 1, 80, 0}};
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
         Config c = {0};
         c.n_heads = shapes[k][0], c.n_kv_heads = shapes[k][1], c.head_dim = shapes[k][2];
@@ -379,6 +407,18 @@ START_TEST(test_blocked_attention_matches_per_position) {
         float *one = malloc((size_t)n * q_dim * sizeof(float));
         attention(&c, &st, 0, n, pos);
         memcpy(one, st.att_out, (size_t)n * q_dim * sizeof(float));
+        double *ref = malloc((size_t)hd * sizeof(double)), worst = 0;
+        for (int b = 0; b < n; b++)
+            for (int h = 0; h < c.n_heads; h++) {
+                naive_attention(&c, &st, pos, pos + b, h, ref);
+                for (int i = 0; i < hd; i++) {
+                    double e = fabs(one[(size_t)b * q_dim + (size_t)h * hd + i] - ref[i]);
+                    if (e > worst) worst = e;
+                }
+            }
+        free(ref);
+        ck_assert_msg(worst <= 2e-6, "heads %d/%d, head_dim %d, window %d: attention differs from the plain "
+                      "double-precision one by %g", c.n_heads, c.n_kv_heads, hd, c.sliding_window, worst);
         memset(st.att_out, 0, (size_t)n * q_dim * sizeof(float));
         attention_blocked(&c, &st, 0, n, pos);
         float d = max_abs_diff(one, st.att_out, (size_t)n * q_dim);
