@@ -732,8 +732,8 @@ static int first_key(const Config *c, int p) {
  * own from s->k: they go into the ring only after every position has
  * attended, since writing them first could overwrite a key that an earlier
  * position of the chunk still needs. Work is split over (KV head, position)
- * pairs; each key and value row is read once for the `group` query heads
- * that share it. */
+ * pairs; each key and value vector is loaded once for up to 4 of the
+ * `group` query heads that share it (all of them in the 7B: 32 / 8). */
 static void attention(const Config *c, RunState *s, int layer, int n, int pos) {
     int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     float scale = sqrtf((float)hd);
