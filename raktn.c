@@ -752,10 +752,11 @@ static void attention(const Config *c, RunState *s, int layer, int n, int pos) {
             /* scores = q . k / sqrt(head_dim), up to 4 heads at a time so
              * that each key vector loaded serves them all (each dot product
              * in 16 partial sums, added as a tree by v_sum, then the
-             * head_dim % 16 leftovers), then softmax over the visible keys. Keys and values are prefetched KV_AHEAD bytes
-             * ahead (the rows of one KV head are consecutive in the cache):
-             * a row feeds too few instructions for the core to keep enough
-             * loads in flight by itself. */
+             * head_dim % 16 leftovers), then softmax over the visible keys.
+             * Keys and values are prefetched KV_AHEAD bytes ahead (the rows
+             * of one KV head are consecutive in the cache): a row feeds too
+             * few instructions for the core to keep enough loads in flight
+             * by itself. */
             for (int g0 = 0; g0 < group; g0 += 4) {
                 int gn = group - g0 < 4 ? group - g0 : 4;
                 const float *qg[4];
