@@ -307,8 +307,31 @@ typedef struct {
     float *rope_cos, *rope_sin; /* [CHUNK][head_dim/2] of the chunk's positions */
     float *key_cache; /* [n_layers][n_kv_heads][cache_len][head_dim] (kv_offset) */
     float *value_cache;
+    size_t kv_bytes;  /* of each */
     float *logits;    /* [vocab] the last position's logits */
 } RunState;
+
+/* A key or value cache of `bytes`, zeroed, from its own anonymous mapping:
+ * page aligned, only made resident as it is written, and advised to 2 MB
+ * pages (a hint: its result does not matter; the length is rounded up to
+ * whole 2 MB so that the kernel places it on a 2 MB boundary). Decode
+ * attention streams the cache: at position 4000 7b2l's attention took
+ * 3.7-3.8 ms per token on one core from calloc's memory (4 KB pages, and 16
+ * bytes past a page boundary, so every vector load of a row straddled two
+ * cache lines) against 3.0-3.1 from this. With 2 MB pages, a 2 MB stretch
+ * of the cache is resident once any of it is written: the 7B's cache (2 MB
+ * per layer and KV head at 4096 positions) is resident from the first
+ * token. */
+#define KV_MAP_BYTES(bytes) (((bytes) + ((size_t)2 << 20) - 1) / ((size_t)2 << 20) * ((size_t)2 << 20))
+static float *map_kv_cache(size_t bytes) {
+    if (bytes > SIZE_MAX - ((size_t)2 << 20)) die("out of memory (a KV cache of %zu bytes)", bytes);
+    void *p = mmap(NULL, KV_MAP_BYTES(bytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) die("out of memory (a KV cache of %zu bytes)", bytes);
+#ifdef MADV_HUGEPAGE
+    madvise(p, KV_MAP_BYTES(bytes), MADV_HUGEPAGE);
+#endif
+    return p;
+}
 
 static void init_state(RunState *s, const Config *c, int ctx) {
     size_t D = c->dim, Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
@@ -342,8 +365,11 @@ static void init_state(RunState *s, const Config *c, int ctx) {
     s->key_rows = xcalloc((size_t)threads * keys, sizeof(float *));
     s->value_rows = xcalloc((size_t)threads * keys, sizeof(float *));
     s->q_cols = xcalloc((size_t)threads * 16 * c->head_dim, sizeof(float));
-    s->key_cache = xcalloc((size_t)c->n_layers * s->cache_len * KV, sizeof(float));
-    s->value_cache = xcalloc((size_t)c->n_layers * s->cache_len * KV, sizeof(float));
+    int ok = 1;
+    s->kv_bytes = mul_u64(mul_u64((uint64_t)c->n_layers * s->cache_len, KV, &ok), sizeof(float), &ok);
+    if (!ok || s->kv_bytes > SIZE_MAX) die("out of memory (a KV cache of %d positions)", s->cache_len);
+    s->key_cache = map_kv_cache(s->kv_bytes);
+    s->value_cache = map_kv_cache(s->kv_bytes);
     s->logits = xcalloc((size_t)c->vocab_size, sizeof(float));
     /* HF MistralRotaryEmbedding: inv_freq = 1 / theta^(2i/head_dim), in fp32 */
     s->inv_freq = xcalloc((size_t)c->head_dim / 2, sizeof(float));
@@ -355,9 +381,10 @@ static void init_state(RunState *s, const Config *c, int ctx) {
 
 static void free_state(RunState *s) {
     float *bufs[] = {s->x, s->xb, s->q, s->k, s->v, s->att_out, s->proj, s->gate, s->up, s->xt,
-                     s->scores, s->inv_freq, s->rope_cos, s->rope_sin, s->key_cache, s->value_cache,
-                     s->logits};
+                     s->scores, s->inv_freq, s->rope_cos, s->rope_sin, s->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    munmap(s->key_cache, KV_MAP_BYTES(s->kv_bytes));
+    munmap(s->value_cache, KV_MAP_BYTES(s->kv_bytes));
     free(s->key_rows);
     free(s->value_rows);
     free(s->q_cols);
