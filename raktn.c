@@ -316,7 +316,7 @@ typedef struct {
  * pages (a hint: its result does not matter; the length is rounded up to
  * whole 2 MB so that the kernel places it on a 2 MB boundary). Decode
  * attention streams the cache: at position 4000 7b2l's attention took
- * 3.7-3.8 ms per token on one core from calloc's memory (4 KB pages, and 16
+ * 3.4-3.8 ms per token on one core from calloc's memory (4 KB pages, and 16
  * bytes past a page boundary, so every vector load of a row straddled two
  * cache lines) against 3.0-3.1 from this. With 2 MB pages, a 2 MB stretch
  * of the cache is resident once any of it is written: the 7B's cache (2 MB
