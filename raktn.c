@@ -752,6 +752,44 @@ static int first_key(const Config *c, int p) {
  * 2 KB ahead was slower, 8 KB the same. */
 #define KV_AHEAD 4096
 
+/* The attention-weighted sum of the values for four queries at once:
+ * out[j][i] = sum over t of weights[j][t] * vrow[t][i] for i < hd, each
+ * output adding its products in key order. 64 dimensions of the four are
+ * summed in registers over all the keys, so each value vector is loaded
+ * once for the four (rows prefetched KV_AHEAD bytes ahead). Only out[0] ..
+ * out[keep-1] are stored: a caller with fewer than four queries repeats one
+ * in the unused slots (computed, not stored). Both attention functions end
+ * with it, once per 4 queries and KV head. */
+#if defined(__GNUC__)
+__attribute__((noinline)) /* inlined into attention() it ran 12% slower at 4000 positions */
+#endif
+static void weighted_values4(float *const out[4], const float *const weights[4], int keep,
+                                    const float *const *vrow, int n_keys, int hd) {
+    int i = 0;
+    for (; i + 64 <= hd; i += 64) {
+        vec16 acc[4][4];
+        for (int j = 0; j < 4; j++)
+            for (int v = 0; v < 4; v++) acc[j][v] = v_zero();
+        for (int t = 0; t < n_keys; t++) {
+            vec16 val[4];
+            for (int off = 0; off < 256; off += 64) prefetch((const char *)(vrow[t] + i) + KV_AHEAD + off);
+            for (int v = 0; v < 4; v++) val[v] = v_load(vrow[t] + i + 16 * v);
+            for (int j = 0; j < 4; j++) {
+                vec16 weight = v_set1(weights[j][t]);
+                for (int v = 0; v < 4; v++) acc[j][v] = v_madd(acc[j][v], weight, val[v]);
+            }
+        }
+        for (int j = 0; j < keep; j++)
+            for (int v = 0; v < 4; v++) v_store(out[j] + i + 16 * v, acc[j][v]);
+    }
+    for (; i < hd; i++) /* head_dim % 64 leftovers */
+        for (int j = 0; j < keep; j++) {
+            float sum = 0;
+            for (int t = 0; t < n_keys; t++) sum += weights[j][t] * vrow[t][i];
+            out[j][i] = sum;
+        }
+}
+
 /* HF MistralAttention (eager) for the chunk's n positions pos .. pos+n-1,
  * whose queries, keys and values are in s->q, s->k, s->v. Query head h reads
  * KV head h / group (GQA); position p sees keys max(0, p - W + 1) .. p: W keys
@@ -804,36 +842,17 @@ static void attention(const Config *c, RunState *s, int layer, int n, int pos) {
                 }
             }
             for (int g = 0; g < group; g++) softmax(scores + (size_t)g * s->cache_len, n_keys);
-            /* output = the attention-weighted sum of the values, summed in
-             * registers over all the keys for 64 dims of up to 4 heads at a
-             * time: each value vector loaded serves all 4 heads */
+            /* output = the attention-weighted sum of the values, 4 heads at a time */
             for (int g0 = 0; g0 < group; g0 += 4) {
                 int gn = group - g0 < 4 ? group - g0 : 4;
                 const float *a[4];
-                for (int g = 0; g < 4; g++) a[g] = scores + (size_t)(g0 + (g < gn ? g : 0)) * s->cache_len;
-                int i = 0;
-                for (; i + 64 <= hd; i += 64) {
-                    vec16 acc[4][4];
-                    for (int g = 0; g < 4; g++)
-                        for (int j = 0; j < 4; j++) acc[g][j] = v_zero();
-                    for (int t = 0; t < n_keys; t++) {
-                        vec16 v[4];
-                        for (int off = 0; off < 256; off += 64) prefetch((const char *)(vrow[t] + i) + KV_AHEAD + off);
-                        for (int j = 0; j < 4; j++) v[j] = v_load(vrow[t] + i + 16 * j);
-                        for (int g = 0; g < 4; g++) { /* heads past gn redo head g0: computed, not stored */
-                            vec16 weight = v_set1(a[g][t]);
-                            for (int j = 0; j < 4; j++) acc[g][j] = v_madd(acc[g][j], weight, v[j]);
-                        }
-                    }
-                    for (int g = 0; g < gn; g++)
-                        for (int j = 0; j < 4; j++) v_store(out + (size_t)(h0 + g0 + g) * hd + i + 16 * j, acc[g][j]);
+                float *o[4];
+                for (int g = 0; g < 4; g++) {
+                    int h = g0 + (g < gn ? g : 0); /* heads past gn repeat head g0 */
+                    a[g] = scores + (size_t)h * s->cache_len;
+                    o[g] = out + (size_t)(h0 + h) * hd;
                 }
-                for (; i < hd; i++) /* head_dim % 64 leftovers */
-                    for (int g = 0; g < gn; g++) {
-                        float sum = 0;
-                        for (int t = 0; t < n_keys; t++) sum += a[g][t] * vrow[t][i];
-                        out[(size_t)(h0 + g0 + g) * hd + i] = sum;
-                    }
+                weighted_values4(o, a, gn, vrow, n_keys, hd);
             }
         }
     }
@@ -895,35 +914,16 @@ static void attention_blocked(const Config *c, RunState *s, int layer, int n, in
                 for (int k = 0; k < n_keys; k++)
                     if (k < from || k > to) row[k] = 0.0f;
             }
-            /* output = the weighted sum of the values: 4 queries x 64 dims in registers */
+            /* output = the weighted sum of the values, 4 queries at a time */
             for (int l0 = 0; l0 < lanes; l0 += 4) {
                 float *o[4];
+                const float *wts[4];
                 for (int j = 0; j < 4; j++) {
                     int l = l0 + j < lanes ? l0 + j : l0; /* past the block: computed (zero weights), not kept */
                     o[j] = s->att_out + (size_t)(b0 + l / group) * c->n_heads * hd + (size_t)(kvh * group + l % group) * hd;
+                    wts[j] = sc + (size_t)(l0 + j) * ks;
                 }
-                int i = 0;
-                for (; i + 64 <= hd; i += 64) {
-                    vec16 acc[4][4];
-                    for (int j = 0; j < 4; j++)
-                        for (int v = 0; v < 4; v++) acc[j][v] = v_zero();
-                    for (int k = 0; k < n_keys; k++) {
-                        vec16 val[4];
-                        for (int v = 0; v < 4; v++) val[v] = v_load(vrow[k] + i + 16 * v);
-                        for (int j = 0; j < 4; j++) {
-                            vec16 weight = v_set1(sc[(size_t)(l0 + j) * ks + k]);
-                            for (int v = 0; v < 4; v++) acc[j][v] = v_madd(acc[j][v], weight, val[v]);
-                        }
-                    }
-                    for (int j = 0; j < 4 && l0 + j < lanes; j++)
-                        for (int v = 0; v < 4; v++) v_store(o[j] + i + 16 * v, acc[j][v]);
-                }
-                for (; i < hd; i++) /* head_dim % 64 leftovers */
-                    for (int j = 0; j < 4 && l0 + j < lanes; j++) {
-                        float sum = 0;
-                        for (int k = 0; k < n_keys; k++) sum += sc[(size_t)(l0 + j) * ks + k] * vrow[k][i];
-                        o[j][i] = sum;
-                    }
+                weighted_values4(o, wts, lanes - l0 < 4 ? lanes - l0 : 4, vrow, n_keys, hd);
             }
         }
     }
