@@ -378,16 +378,19 @@ static void naive_attention(const Config *c, const RunState *st, int pos, int p,
 START_TEST(test_blocked_attention_matches_per_position) {
     /* groups 1, 2, 3, 4, 5, 6, 8, 16 (5 and 6: a second, partial block of
      * heads in `attention`); head_dim 40 and 72 leave leftovers after the
-     * 16- and 64-wide loops */
-    static const int shapes[][4] = {/* n_heads, n_kv_heads, head_dim, window */
-                                    {4, 4, 16, 0}, {6, 2, 24, 6}, {8, 1, 72, 0}, {16, 1, 16, 5},
-                                    {8, 2, 128, 9}, {4, 2, 128, 0}, {12, 2, 40, 7}, {5, 1, 80, 0}};
+     * 16- and 64-wide loops; over 1024 keys (with and without a window of
+     * 700), the value sums cross blocks of VALUE_BLOCK keys */
+    static const int shapes[][5] = {/* n_heads, n_kv_heads, head_dim, window, first position */
+                                    {4, 4, 16, 0, 11},   {6, 2, 24, 6, 11},    {8, 1, 72, 0, 11},
+                                    {16, 1, 16, 5, 11},  {8, 2, 128, 9, 11},   {4, 2, 128, 0, 11},
+                                    {12, 2, 40, 7, 11},  {5, 1, 80, 0, 11},    {8, 2, 128, 0, 1100},
+                                    {6, 1, 72, 0, 1030}, {8, 2, 128, 700, 1100}};
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
         Config c = {0};
         c.n_heads = shapes[k][0], c.n_kv_heads = shapes[k][1], c.head_dim = shapes[k][2];
         c.sliding_window = shapes[k][3];
         c.dim = c.n_heads * c.head_dim, c.hidden_dim = 8, c.n_layers = 1, c.vocab_size = 8, c.rope_theta = 10000;
-        int ctx = 64, pos = 11, n = 21, hd = c.head_dim, kv_dim = c.n_kv_heads * hd, q_dim = c.n_heads * hd;
+        int pos = shapes[k][4], n = 21, ctx = pos + n + 32, hd = c.head_dim, kv_dim = c.n_kv_heads * hd, q_dim = c.n_heads * hd;
         c.max_seq_len = ctx;
         RunState st;
         init_state(&st, &c, ctx);
