@@ -298,8 +298,8 @@ typedef struct {
     float *xt;        /* [max(dim, n_heads*head_dim, hidden_dim)][CHUNK rounded up to 16]
                          a batched matmul's input as columns */
     float *scores;    /* per thread: [n_heads/n_kv_heads][cache_len] attention weights
-                         (decode), or [16][cache_len + 16] (a block of the prompt) */
-    const float **key_rows, **value_rows; /* [threads][cache_len + 16] where attention finds
+                         (decode), or [16][key_slots] (a block of the prompt) */
+    const float **key_rows, **value_rows; /* [threads][key_slots] where attention finds
                                              each visible key and value */
     float *q_cols;    /* [threads][head_dim][16] a block's queries as columns */
     size_t scores_per_thread;
@@ -310,6 +310,11 @@ typedef struct {
     size_t kv_bytes;  /* of each */
     float *logits;    /* [vocab] the last position's logits */
 } RunState;
+
+/* Room for the keys one block of a prompt's positions can see (at most
+ * cache_len + 15): the length of each thread's key_rows and value_rows, and
+ * of a block's rows of scores. */
+static int key_slots(const RunState *s) { return s->cache_len + 16; }
 
 /* A key or value cache of `bytes`, zeroed, from its own anonymous mapping:
  * page aligned, only made resident as it is written, and advised to 2 MB
@@ -357,7 +362,7 @@ static void init_state(RunState *s, const Config *c, int ctx) {
 #ifdef _OPENMP
     threads = omp_get_max_threads();
 #endif
-    size_t keys = (size_t)s->cache_len + 16; /* a block of positions sees up to cache_len + 15 keys */
+    size_t keys = (size_t)key_slots(s);
     size_t per_thread = (size_t)(c->n_heads / c->n_kv_heads) * s->cache_len;
     if (per_thread < keys * 16) per_thread = keys * 16;
     s->scores_per_thread = per_thread;
@@ -704,8 +709,8 @@ static inline float exp_nonpositive(float x) {
 
 /* softmax in place, the max subtracted first so exp never overflows. The
  * max and the sum are kept in 16 lanes (one vector) and combined at the
- * end: one running sum would wait on each add's latency, and at 4000 keys
- * that and expf were a third of decode attention's time. */
+ * end: one running sum would wait on each add's latency. (libm's expf
+ * alone was a fifth of decode attention's time at 4000 keys.) */
 static void softmax(float *x, int n) {
     float lane[16];
     for (int j = 0; j < 16; j++) lane[j] = x[0];
@@ -716,14 +721,11 @@ static void softmax(float *x, int n) {
     for (int j = 0; j < 16; j++) max = lane[j] > max ? lane[j] : max;
     for (; i < n; i++) max = x[i] > max ? x[i] : max;
     for (i = 0; i < n; i++) x[i] = exp_nonpositive(x[i] - max);
-    for (int j = 0; j < 16; j++) lane[j] = 0;
-    for (i = 0; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; j++) lane[j] += x[i + j];
+    vec16 lanes = v_zero();
+    for (i = 0; i + 16 <= n; i += 16) lanes = v_add(lanes, v_load(x + i));
     float sum = 0;
     for (; i < n; i++) sum += x[i];
-    for (int w = 8; w >= 1; w /= 2) /* lanes added as a tree */
-        for (int j = 0; j < w; j++) lane[j] += lane[j + w];
-    sum += lane[0];
+    sum += v_sum(lanes);
     for (i = 0; i < n; i++) x[i] /= sum;
 }
 
@@ -856,8 +858,8 @@ static void attention(const Config *c, RunState *s, int layer, int n, int pos) {
             const float *q = s->q + (size_t)b * c->n_heads * hd;
             float *out = s->att_out + (size_t)b * c->n_heads * hd;
             float *scores = s->scores + (size_t)thread_id() * s->scores_per_thread; /* [group][cache_len] */
-            const float **krow = s->key_rows + (size_t)thread_id() * (s->cache_len + 16);
-            const float **vrow = s->value_rows + (size_t)thread_id() * (s->cache_len + 16);
+            const float **krow = s->key_rows + (size_t)thread_id() * key_slots(s);
+            const float **vrow = s->value_rows + (size_t)thread_id() * key_slots(s);
             find_kv_rows(c, s, layer, kvh, pos, first, n_keys, krow, vrow);
             /* scores = q . k / sqrt(head_dim), up to 4 heads at a time so
              * that each key vector loaded serves them all (each dot product
@@ -924,10 +926,10 @@ static void attention_blocked(const Config *c, RunState *s, int layer, int n, in
             int b0 = blk * QB, nb = n - b0 < QB ? n - b0 : QB, lanes = nb * group; /* lane = (b - b0) * group + g */
             int lo = first_key(c, pos + b0), n_keys = pos + b0 + nb - lo; /* keys lo .. pos+b0+nb-1 */
             float *qt = s->q_cols + (size_t)thread_id() * 16 * hd;            /* [hd][16] */
-            int ks = s->cache_len + 16; /* row length of sc */
+            int ks = key_slots(s); /* row length of sc */
             float *sc = s->scores + (size_t)thread_id() * s->scores_per_thread; /* [16][ks] */
-            const float **krow = s->key_rows + (size_t)thread_id() * (s->cache_len + 16);
-            const float **vrow = s->value_rows + (size_t)thread_id() * (s->cache_len + 16);
+            const float **krow = s->key_rows + (size_t)thread_id() * key_slots(s);
+            const float **vrow = s->value_rows + (size_t)thread_id() * key_slots(s);
             find_kv_rows(c, s, layer, kvh, pos, lo, n_keys, krow, vrow);
             for (int i = 0; i < hd; i++)
                 for (int l = 0; l < 16; l++)
