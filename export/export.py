@@ -8,21 +8,38 @@ has tokenizer files, OUT_DIR/tokenizer.bin (export/tokenizer_export.py).
 
 Plain Python 3, standard library only. The export streams: each tensor is
 copied from the safetensors file(s) to model.bin in chunks, so memory stays
-small and flat whatever the checkpoint size. Output goes to a temporary file
-that is renamed only when complete, so a failed or interrupted export never
-leaves a model.bin that looks valid. Once written and synced, model.bin is
-dropped from the page cache, so that the first run reads it back in large
-pages (see the comment near the end of export_model).
+small and flat whatever the checkpoint size. Once written and synced, model.bin
+is dropped from the page cache, so that the first run reads it back in large
+pages (see the comment in write_model).
 
-Exit status: 0 on success, 1 on any error (one line on stderr, naming the file
-and tensor at fault).
+Nothing lost, nothing silent (notes/robustness.md, "The exporter"):
+  - every input is read and checked first, against the limits raktn's loader
+    checks, so that what export accepts raktn loads; inputs must be regular
+    files (a FIFO is refused before it is opened, not waited on);
+  - model.bin and tokenizer.bin are written to temporaries in OUT_DIR, checked
+    again as written, and only then renamed over the old files, tokenizer.bin
+    first (if the second rename fails, the first is undone);
+  - an error, SIGINT, SIGTERM or SIGHUP before the renames leaves OUT_DIR byte
+    for byte as it was: the temporaries and any folder the export created are
+    removed. During the renames these signals are held until both are done.
+
+Exit status: 0 on success; 1 on any error (one line on stderr, naming the file
+and the field or tensor at fault); after SIGINT/SIGTERM/SIGHUP the process
+ends by that signal once OUT_DIR is clean (a shell sees 128 + N).
 """
 import argparse
+import errno
 import json
+import math
 import os
+import signal
+import stat
 import struct
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tokenizer_export as te  # noqa: E402  (beside this file)
 
 MAGIC = b"raktnMDL"
 VERSION = 1
@@ -39,9 +56,82 @@ class ExportError(Exception):
     pass
 
 
+_mid_line = False      # the progress line is waiting for its end
+
+
 def log(msg):
-    sys.stderr.write(msg + "\n")
-    sys.stderr.flush()
+    """One line on stderr (after ending a progress line). A stderr that
+    cannot be written to changes nothing: the exit status still tells."""
+    global _mid_line
+    try:
+        sys.stderr.write(("\n" if _mid_line else "") + msg + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    _mid_line = False
+
+
+# --------------------------------------------------------------------------
+# raktn's limits: parse_header() in raktn.c refuses a model.bin outside them,
+# so the exporter refuses the checkpoint first (tests/test_export.py checks
+# every one at, just inside and just outside the limit against ./raktn).
+
+LIMITS = {                      # header field: (config.json key, lowest, highest)
+    "dim": ("hidden_size", 1, 1 << 16),
+    "hidden_dim": ("intermediate_size", 1, 1 << 20),
+    "n_layers": ("num_hidden_layers", 1, 1 << 12),
+    "n_heads": ("num_attention_heads", 1, 1 << 12),
+    "n_kv_heads": ("num_key_value_heads", 1, 1 << 12),
+    "head_dim": ("head_dim", 1, 1 << 12),
+    "vocab_size": ("vocab_size", 1, 1 << 24),
+    "max_seq_len": ("max_position_embeddings", 1, 1 << 24),
+    "sliding_window": ("sliding_window", 0, 1 << 24),
+}
+
+
+def as_f32(v):
+    """The float32 that struct (and raktn's header) makes of v; +-inf where v
+    is beyond float32's range (struct refuses those with OverflowError)."""
+    try:
+        return struct.unpack("<f", struct.pack("<f", v))[0]
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
+
+
+def read_json(path, what, pairs_hook=None):
+    """A regular file's JSON, or ExportError naming the file."""
+    try:
+        raw = te.read_regular(path, 100 << 20)
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=pairs_hook)
+    except FileNotFoundError:
+        raise ExportError(f"{path}: no {what} in the checkpoint directory")
+    except OSError as e:
+        raise ExportError(f"{path}: cannot read ({e.strerror or e})")
+    except DuplicateKey as e:
+        raise ExportError(f"{path}: key {ascii(e.key)[:80]} appears twice; refusing to guess "
+                          "which one is meant")
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        msg = str(e)
+        if msg.startswith(path + ":"):          # from read_regular: not a regular file
+            raise ExportError(msg)
+        raise ExportError(f"{path}: not valid JSON ({msg[:200]})")
+
+
+class DuplicateKey(Exception):
+    def __init__(self, key):
+        super().__init__(key)
+        self.key = key
+
+
+def no_duplicates(pairs):
+    """json object_pairs_hook: a key twice in one object is an error (json's
+    default keeps the last one silently)."""
+    d = {}
+    for k, v in pairs:
+        if k in d:
+            raise DuplicateKey(k)
+        d[k] = v
+    return d
 
 
 # --------------------------------------------------------------------------
@@ -49,82 +139,91 @@ def log(msg):
 
 def read_config(hf_dir):
     path = os.path.join(hf_dir, "config.json")
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            cfg = json.load(f)
-    except FileNotFoundError:
-        raise ExportError(f"{path}: no config.json in the checkpoint directory")
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise ExportError(f"{path}: not valid JSON ({e})")
+    cfg = read_json(path, "config.json")
     if not isinstance(cfg, dict):
         raise ExportError(f"{path}: top level is not a JSON object")
+
+    def show(v):
+        s = repr(v)
+        return s if len(s) <= 60 else s[:57] + "..."
 
     archs = cfg.get("architectures") or []
     arch = archs[0] if isinstance(archs, list) and archs else None
     if arch not in ("MistralForCausalLM", "LlamaForCausalLM"):
-        raise ExportError(f"{path}: architectures={archs!r}; raktn implements "
+        raise ExportError(f"{path}: architectures={show(archs)}; raktn implements "
                           "MistralForCausalLM and LlamaForCausalLM only")
 
-    def need_int(key, lo=1, hi=1 << 24):
-        v = cfg.get(key)
+    def need_int(field, v=None):
+        key, lo, hi = LIMITS[field]
+        if v is None:
+            v = cfg.get(key)
         if isinstance(v, bool) or not isinstance(v, int):
-            raise ExportError(f"{path}: missing or non-integer '{key}' ({v!r})")
+            raise ExportError(f"{path}: missing or non-integer '{key}' ({show(v)})")
         if not lo <= v <= hi:
-            raise ExportError(f"{path}: '{key}' = {v} is outside {lo}..{hi}")
+            raise ExportError(f"{path}: '{key}' = {show(v)} is outside {lo}..{hi} "
+                              "(raktn's limit)")
         return v
 
-    def need_float(key, default=None, hi=3.0e38):
+    def need_float(key, default, lo_open, hi_open):
+        """a number whose float32 (what model.bin stores) lies in (lo, hi)"""
         v = cfg.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-            raise ExportError(f"{path}: missing or non-positive '{key}' ({v!r})")
-        if not v < hi:   # also Infinity/NaN, which Python's json accepts
-            raise ExportError(f"{path}: '{key}' = {v!r} is not below {hi:g}")
-        return float(v)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ExportError(f"{path}: missing or non-numeric '{key}' ({show(v)})")
+        f = as_f32(v)
+        if not (lo_open < f < hi_open):      # also NaN, and Infinity (Python's json takes both)
+            rounded = "" if f == v else f" (as a float32: {f!r})"
+            raise ExportError(f"{path}: '{key}' = {show(v)}{rounded} is not inside "
+                              f"({lo_open:g}, {hi_open:g}) as raktn needs")
+        return f
 
-    c = {"arch": arch}
-    c["dim"] = need_int("hidden_size")
-    c["hidden_dim"] = need_int("intermediate_size")
-    c["n_layers"] = need_int("num_hidden_layers", 1, 4096)
-    c["n_heads"] = need_int("num_attention_heads", 1, 4096)
-    c["n_kv_heads"] = cfg.get("num_key_value_heads") or c["n_heads"]
-    if not isinstance(c["n_kv_heads"], int) or c["n_kv_heads"] < 1:
-        raise ExportError(f"{path}: bad num_key_value_heads {cfg.get('num_key_value_heads')!r}")
-    c["vocab_size"] = need_int("vocab_size", 1, 1 << 24)
-    c["max_seq_len"] = need_int("max_position_embeddings", 1, 1 << 24)
-    c["rope_theta"] = need_float("rope_theta", 10000.0)
-    c["rms_norm_eps"] = need_float("rms_norm_eps", hi=1.0)
+    c = {"arch": arch, "notes": []}
+    c["dim"] = need_int("dim")
+    c["hidden_dim"] = need_int("hidden_dim")
+    c["n_layers"] = need_int("n_layers")
+    c["n_heads"] = need_int("n_heads")
+    kv = cfg.get("num_key_value_heads")
+    c["n_kv_heads"] = c["n_heads"] if kv is None else need_int("n_kv_heads")
+    c["vocab_size"] = need_int("vocab_size")
+    c["max_seq_len"] = need_int("max_seq_len")
+    c["rope_theta"] = need_float("rope_theta", 10000.0, 0.0, math.inf)
+    c["rms_norm_eps"] = need_float("rms_norm_eps", None, 0.0, 1.0)
 
     if c["dim"] % c["n_heads"]:
         raise ExportError(f"{path}: hidden_size {c['dim']} is not a multiple of "
                           f"num_attention_heads {c['n_heads']}")
     c["head_dim"] = c["dim"] // c["n_heads"]
     if c["head_dim"] % 2:
-        raise ExportError(f"{path}: head_dim {c['head_dim']} is odd; RoPE needs an even head_dim")
+        raise ExportError(f"{path}: head_dim {c['head_dim']} (hidden_size/num_attention_heads)"
+                          " is odd; RoPE needs an even head_dim")
+    if c["head_dim"] > LIMITS["head_dim"][2]:
+        raise ExportError(f"{path}: head_dim {c['head_dim']} (hidden_size/num_attention_heads)"
+                          f" is above {LIMITS['head_dim'][2]} (raktn's limit)")
     if c["n_heads"] % c["n_kv_heads"]:
         raise ExportError(f"{path}: num_attention_heads {c['n_heads']} is not a multiple of "
                           f"num_key_value_heads {c['n_kv_heads']}")
     hd = cfg.get("head_dim")
-    if hd is not None and hd != c["head_dim"]:
-        raise ExportError(f"{path}: head_dim {hd} != hidden_size/num_attention_heads "
+    if hd is not None and (isinstance(hd, bool) or hd != c["head_dim"]):
+        raise ExportError(f"{path}: head_dim {show(hd)} != hidden_size/num_attention_heads "
                           f"({c['head_dim']}); not implemented")
     act = cfg.get("hidden_act", "silu")
     if act != "silu":
-        raise ExportError(f"{path}: hidden_act '{act}' is not implemented (only silu)")
+        raise ExportError(f"{path}: hidden_act {show(act)} is not implemented (only silu)")
     if cfg.get("rope_scaling") is not None:
-        raise ExportError(f"{path}: rope_scaling {cfg['rope_scaling']!r} is not implemented")
+        raise ExportError(f"{path}: rope_scaling {show(cfg['rope_scaling'])} is not implemented")
     for key in ("attention_bias", "mlp_bias"):
         if cfg.get(key):
-            raise ExportError(f"{path}: {key}=true is not implemented (no biases in raktn)")
+            raise ExportError(f"{path}: {key}={show(cfg[key])} is not implemented "
+                              "(no biases in raktn)")
     if cfg.get("pretraining_tp", 1) not in (1, None):
         # pretraining_tp > 1 changes only how HF splits matmuls, not the math,
         # but it is rare enough that we say so rather than assume.
-        log(f"export: note: {path}: pretraining_tp={cfg['pretraining_tp']} ignored (same math)")
+        c["notes"].append(f"export: note: {path}: pretraining_tp={show(cfg['pretraining_tp'])} "
+                          "ignored (same math)")
 
     sw = cfg.get("sliding_window") if arch == "MistralForCausalLM" else None
     if sw is None:
         sw = 0
-    if isinstance(sw, bool) or not isinstance(sw, int) or sw < 0:
-        raise ExportError(f"{path}: bad sliding_window {cfg.get('sliding_window')!r}")
+    sw = need_int("sliding_window", sw)
     if cfg.get("use_sliding_window") is False:   # Qwen-style switch; honour it
         sw = 0
     c["sliding_window"] = sw
@@ -136,13 +235,71 @@ def read_config(hf_dir):
         if v is None:
             return -1
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < c["vocab_size"]:
-            raise ExportError(f"{path}: {key} {v!r} is outside the vocabulary")
+            raise ExportError(f"{path}: {key} {show(v)} is outside the vocabulary "
+                              f"(vocab_size {c['vocab_size']})")
         return v
 
     c["bos_id"] = token_id("bos_token_id", 1)
     c["eos_id"] = token_id("eos_token_id", 2)
-    c["tied"] = bool(cfg.get("tie_word_embeddings", False))
+    tied = cfg.get("tie_word_embeddings", False)
+    if tied is not None and not isinstance(tied, bool):
+        raise ExportError(f"{path}: tie_word_embeddings {show(tied)} is not true or false")
+    c["tied"] = bool(tied)
+    c["path"] = path
     return c
+
+
+def check_model_header(h, where):
+    """parse_header() and layout_weights() of raktn.c on a 256-byte header:
+    ExportError("WHERE: raktn would refuse it: ...") at the first field raktn
+    refuses, else the file size the header's shapes imply."""
+    def bad(msg):
+        raise ExportError(f"{where}: raktn would refuse it: {msg}")
+    if h[:8] != MAGIC:
+        bad("bad magic")
+    if struct.unpack_from("<I", h, 8)[0] != VERSION:
+        bad("unsupported version")
+    f = struct.unpack_from("<13I", h, 12)
+    if f[0] not in DTYPE_CODES.values():
+        bad("unknown weight dtype")
+    names = ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "head_dim",
+             "vocab_size", "max_seq_len", "sliding_window")
+    for i, name in enumerate(names):
+        _, lo, hi = LIMITS[name]
+        if not lo <= f[1 + i] <= hi:
+            bad(f"header field {name} = {f[1 + i]} is out of range")
+    dim, hidden, layers, heads, kv, hd, vocab = f[1:8]
+    bos, eos = (v - (1 << 32) if v >= 1 << 31 else v for v in f[10:12])
+    theta, eps = struct.unpack_from("<ff", h, 64)
+    data_offset, file_size = struct.unpack_from("<QQ", h, 72)
+    if heads % kv:
+        bad("n_heads is not a multiple of n_kv_heads")
+    if hd % 2:
+        bad("head_dim is odd")
+    if heads * hd > 1 << 20:
+        bad("n_heads * head_dim is too large")
+    if not -1 <= bos < vocab or not -1 <= eos < vocab:
+        bad("bos_id or eos_id is outside the vocabulary")
+    if f[12] not in (0, 1):
+        bad("tied flag is neither 0 nor 1")
+    if not (theta > 0 and math.isfinite(theta)):
+        bad("rope_theta is not a positive number")
+    if not 0 < eps < 1:
+        bad("rms_norm_eps is not in (0, 1)")
+    if data_offset != HEADER_SIZE:
+        bad("tensor data offset is not 256")
+    esize = 4 if f[0] == DTYPE_CODES["f32"] else 2
+    q, kvd = heads * hd, kv * hd
+    per_layer = [dim, q * dim, kvd * dim, kvd * dim, dim * q, dim, hidden * dim,
+                 hidden * dim, dim * hidden]
+    size = HEADER_SIZE + padded(vocab * dim * esize) \
+        + layers * sum(padded(n * esize) for n in per_layer) + padded(dim * esize) \
+        + (0 if f[12] else padded(vocab * dim * esize))
+    if size >= 1 << 64:
+        bad("tensor sizes overflow 64 bits")
+    if file_size != size:
+        bad(f"header says {file_size} bytes but its shapes need {size}")
+    return size
 
 
 # --------------------------------------------------------------------------
@@ -190,8 +347,8 @@ def read_safetensors_header(path):
     """Return {name: (dtype, shape, abs_begin, abs_end)} after checking that
     every tensor lies inside the file and no two overlap."""
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
+        with te.open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
             head = f.read(8)
             if len(head) < 8:
                 raise ExportError(f"{path}: too short to be a safetensors file ({size} bytes)")
@@ -201,11 +358,16 @@ def read_safetensors_header(path):
                                   f"the file ({size} bytes)")
             raw = f.read(hlen)
     except OSError as e:
-        raise ExportError(f"{path}: cannot read ({e.strerror})")
+        raise ExportError(f"{path}: cannot read ({e.strerror or e})")
+    except ValueError as e:                  # te.open_regular: not a regular file
+        raise ExportError(str(e))
     try:
-        header = json.loads(raw.decode("utf-8"))
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates)
+    except DuplicateKey as e:
+        raise ExportError(f"{path}: safetensors header has the key {ascii(e.key)[:80]} twice "
+                          "(refusing to guess which entry is meant)")
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise ExportError(f"{path}: safetensors header is not valid JSON ({e})")
+        raise ExportError(f"{path}: safetensors header is not valid JSON ({str(e)[:200]})")
     if not isinstance(header, dict):
         raise ExportError(f"{path}: safetensors header is not a JSON object")
     base = 8 + hlen
@@ -213,24 +375,25 @@ def read_safetensors_header(path):
     for name, info in header.items():
         if name == "__metadata__":
             continue
+        shown = ascii(name)[1:-1][:120]      # one line, whatever the name holds
         if not isinstance(info, dict):
-            raise ExportError(f"{path}: tensor '{name}': entry is not an object")
+            raise ExportError(f"{path}: tensor '{shown}': entry is not an object")
         dtype, shape, offs = info.get("dtype"), info.get("shape"), info.get("data_offsets")
         if not isinstance(dtype, str):
-            raise ExportError(f"{path}: tensor '{name}': bad dtype {dtype!r}")
+            raise ExportError(f"{path}: tensor '{shown}': bad dtype {ascii(dtype)[:60]}")
         if not (isinstance(shape, list) and all(isinstance(s, int) and not isinstance(s, bool)
                                                 and s >= 0 for s in shape)):
-            raise ExportError(f"{path}: tensor '{name}': bad shape {shape!r}")
+            raise ExportError(f"{path}: tensor '{shown}': bad shape {ascii(shape)[:60]}")
         if not (isinstance(offs, list) and len(offs) == 2 and
                 all(isinstance(o, int) and not isinstance(o, bool) for o in offs) and
                 0 <= offs[0] <= offs[1]):
-            raise ExportError(f"{path}: tensor '{name}': bad data_offsets {offs!r}")
+            raise ExportError(f"{path}: tensor '{shown}': bad data_offsets {ascii(offs)[:60]}")
         if base + offs[1] > size:
-            raise ExportError(f"{path}: tensor '{name}': data_offsets {offs} run past the "
+            raise ExportError(f"{path}: tensor '{shown}': data_offsets {offs} run past the "
                               f"end of the file ({size} bytes)")
         if dtype in SRC_DTYPES and offs[1] - offs[0] != numel(shape) * SRC_DTYPES[dtype]:
-            raise ExportError(f"{path}: tensor '{name}': {offs[1] - offs[0]} bytes of data "
-                              f"for shape {shape} in {dtype}")
+            raise ExportError(f"{path}: tensor '{shown}': {offs[1] - offs[0]} bytes of data "
+                              f"for shape {ascii(shape)[:60]} in {dtype}")
         out[name] = (dtype, tuple(shape), base + offs[0], base + offs[1])
     spans = sorted((b, e, n) for n, (_, _, b, e) in out.items() if e > b)
     for (b0, e0, n0), (b1, e1, n1) in zip(spans, spans[1:]):
@@ -244,19 +407,16 @@ def locate_tensors(hf_dir):
     the shards named by model.safetensors.index.json."""
     index = os.path.join(hf_dir, "model.safetensors.index.json")
     single = os.path.join(hf_dir, "model.safetensors")
-    if os.path.exists(index):
-        try:
-            with open(index, "r", encoding="utf-8") as f:
-                wmap = json.load(f).get("weight_map")
-        except (ValueError, UnicodeDecodeError, AttributeError, RecursionError) as e:
-            raise ExportError(f"{index}: not a valid index ({e})")
+    if os.path.lexists(index):
+        idx = read_json(index, "index", no_duplicates)
+        wmap = idx.get("weight_map") if isinstance(idx, dict) else None
         if not isinstance(wmap, dict) or not all(isinstance(v, str) for v in wmap.values()):
             raise ExportError(f"{index}: no 'weight_map' object of file names")
         files = sorted(set(wmap.values()))
         for fn in files:
-            if os.path.basename(fn) != fn:
-                raise ExportError(f"{index}: shard name '{fn}' is not a plain file name")
-    elif os.path.exists(single):
+            if os.path.basename(fn) != fn or fn in ("", ".", ".."):
+                raise ExportError(f"{index}: shard name {ascii(fn)[:80]} is not a plain file name")
+    elif os.path.lexists(single):
         wmap, files = None, ["model.safetensors"]
     else:
         if any(n.endswith(".bin") and n.startswith("pytorch_model") for n in os.listdir(hf_dir)):
@@ -266,19 +426,20 @@ def locate_tensors(hf_dir):
     found = {}
     for fn in files:
         path = os.path.join(hf_dir, fn)
-        if not os.path.exists(path):
+        if not os.path.lexists(path):
             raise ExportError(f"{path}: shard named by the index is missing")
         for name, (dtype, shape, b, e) in read_safetensors_header(path).items():
             if wmap is not None and wmap.get(name, fn) != fn:
                 continue   # the index says this tensor lives elsewhere
             if name in found:
-                raise ExportError(f"{path}: tensor '{name}' also appears in {found[name][0]}")
+                raise ExportError(f"{path}: tensor {ascii(name)[:80]} also appears in "
+                                  f"{found[name][0]}")
             found[name] = (path, dtype, shape, b, e)
     if wmap is not None:
         for name, fn in wmap.items():
             if name not in found:
-                raise ExportError(f"{os.path.join(hf_dir, fn)}: tensor '{name}' named by the "
-                                  "index is not in this shard")
+                raise ExportError(f"{os.path.join(hf_dir, fn)}: tensor {ascii(name)[:80]} named "
+                                  "by the index is not in this shard")
     return found
 
 
@@ -286,11 +447,11 @@ def check_tensors(plan, found, c):
     wanted = {name for name, _ in plan}
     for name, shape in plan:
         if name not in found:
-            raise ExportError(f"tensor '{name}' is missing from the checkpoint")
+            raise ExportError(f"{c['hf_dir']}: tensor '{name}' is missing from the checkpoint")
         path, dtype, got, _, _ = found[name]
         if dtype not in SRC_DTYPES:
-            raise ExportError(f"{path}: tensor '{name}': dtype {dtype} is not supported "
-                              "(BF16, F16, F32)")
+            raise ExportError(f"{path}: tensor '{name}': dtype {ascii(dtype)[:40]} is not "
+                              "supported (BF16, F16, F32)")
         if tuple(got) != tuple(shape):
             raise ExportError(f"{path}: tensor '{name}': shape {list(got)}, config implies "
                               f"{list(shape)}")
@@ -299,8 +460,8 @@ def check_tensors(plan, found, c):
             continue            # inv_freq buffers are recomputed by raktn
         if name == "lm_head.weight" and c["tied"]:
             continue            # tied: HF ignores the stored copy and uses embed_tokens
-        raise ExportError(f"{found[name][0]}: unexpected tensor '{name}' (not part of "
-                          f"{c['arch']}; refusing to guess what it does)")
+        raise ExportError(f"{found[name][0]}: unexpected tensor '{ascii(name)[1:-1][:120]}' "
+                          f"(not part of {c['arch']}; refusing to guess what it does)")
 
 
 # --------------------------------------------------------------------------
@@ -342,6 +503,7 @@ class Progress:
         self.t0 = self.last = time.monotonic()
 
     def add(self, n):
+        global _mid_line
         self.done += n
         now = time.monotonic()
         if self.quiet or (now - self.last < 0.5 and self.done < self.total):
@@ -350,57 +512,343 @@ class Progress:
         dt = max(now - self.t0, 1e-9)
         rate = self.done / dt
         eta = (self.total - self.done) / rate if rate > 0 else 0
-        sys.stderr.write(f"\rexport: {self.done / 1e6:9.1f} / {self.total / 1e6:.1f} MB read"
-                         f"  {rate / 1e6:7.1f} MB/s  ETA {eta:5.0f} s ")
-        if self.done >= self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        try:
+            sys.stderr.write(f"\rexport: {self.done / 1e6:9.1f} / {self.total / 1e6:.1f} MB read"
+                             f"  {rate / 1e6:7.1f} MB/s  ETA {eta:5.0f} s ")
+            _mid_line = True
+            if self.done >= self.total:
+                sys.stderr.write("\n")
+                _mid_line = False
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
 
 
-def export_model(hf_dir, out_path, dtype="f32", quiet=False):
-    c = read_config(hf_dir)
-    plan = tensor_plan(c)
-    found = locate_tensors(hf_dir)
-    check_tensors(plan, found, c)
-    if dtype == "bf16":
-        not_bf16 = [n for n, _ in plan if found[n][1] != "BF16"]
-        if not_bf16:
-            raise ExportError(f"--dtype bf16 is lossless only for a bf16 checkpoint; "
-                              f"'{not_bf16[0]}' is {found[not_bf16[0]][1]}")
+# --------------------------------------------------------------------------
+# signals: SIGINT, SIGTERM and SIGHUP stop the export and leave OUT_DIR as it
+# was. Python's default turns only SIGINT into an exception (SIGTERM and
+# SIGHUP would kill the process with a partial temporary left behind).
+
+class Interrupted(BaseException):
+    """A signal, raised where the export was (a BaseException, so that no
+    `except Exception` on the way can swallow it)."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+class Signals:
+    """Turns SIGINT, SIGTERM and SIGHUP into Interrupted wherever the export
+    is, except inside `with signals.deferred():` (creating or removing a
+    temporary, the renames, the clean-up): there a signal is remembered and
+    raised when the outermost such block ends, so that the record of what
+    exists on disk is never cut in half. A signal that was ignored when the
+    export started (nohup, `cmd &` in a script) stays ignored."""
+
+    def __init__(self):
+        self.depth = 0
+        self.pending = None
+        self.saved = {}
+
+    def install(self):
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            num = getattr(signal, name, None)
+            if num is None or signal.getsignal(num) == signal.SIG_IGN:
+                continue
+            try:
+                self.saved[num] = signal.signal(num, self._handler)
+            except ValueError:      # not the main thread: no handlers there
+                return
+
+    def restore(self):
+        for num, old in self.saved.items():
+            signal.signal(num, old if old is not None else signal.SIG_DFL)
+        self.saved = {}
+
+    def _handler(self, signum, frame):
+        if self.depth:
+            if self.pending is None:
+                self.pending = signum
+            return
+        raise Interrupted(signum)
+
+    def deferred(self):
+        return _Deferred(self)
+
+
+class _Deferred:
+    def __init__(self, signals):
+        self.s = signals
+
+    def __enter__(self):
+        self.s.depth += 1
+
+    def __exit__(self, etype, value, tb):
+        self.s.depth -= 1
+        if self.s.depth == 0 and etype is None and self.s.pending is not None:
+            signum, self.s.pending = self.s.pending, None
+            raise Interrupted(signum)
+        return False
+
+
+# --------------------------------------------------------------------------
+# test hooks (tests/test_export.py): RAKTN_EXPORT_TEST_PAUSE=POINT[:SECONDS]
+# prints "export: test pause at POINT" and waits there (30 s by default) so
+# that a test can send a signal at that point; RAKTN_EXPORT_TEST_FAIL=P1,P2
+# makes an I/O error happen at those points. Points, in order: mkdir,
+# tokenizer-tmp, model-tmp (after the first tensor), after-model (both
+# temporaries complete and checked), rename-tokenizer.bin, between-renames,
+# rename-model.bin, restore-tokenizer.bin (undoing the first rename).
+
+def test_point(point):
+    if point in os.environ.get("RAKTN_EXPORT_TEST_FAIL", "").split(","):
+        raise OSError(errno.EIO, f"I/O error injected at '{point}' by RAKTN_EXPORT_TEST_FAIL")
+    name, _, secs = os.environ.get("RAKTN_EXPORT_TEST_PAUSE", "").partition(":")
+    if name == point:
+        log(f"export: test pause at {point}")
+        try:
+            secs = float(secs or 30)
+        except ValueError:
+            secs = 30.0
+        end = time.monotonic() + secs
+        while time.monotonic() < end:       # a signal's handler interrupts it
+            time.sleep(max(0.0, end - time.monotonic()))
+
+
+# --------------------------------------------------------------------------
+# the output folder as one transaction
+
+class CommitError(Exception):
+    pass
+
+
+class Output:
+    """OUT_DIR/model.bin and OUT_DIR/tokenizer.bin, written as temporaries
+    beside them (NAME.XXXXXXXX.tmp, created exclusively, so no file of the
+    user's is ever opened for writing) and renamed over the old files only
+    when both are complete and checked. Until commit() nothing the user had
+    is touched, and abort() removes every temporary and every folder this
+    export created (and only those). The two renames cannot be one atomic
+    step: commit() keeps a hard link to each file it replaces, so that if the
+    second rename fails the first is undone; with signals deferred, only
+    SIGKILL or a crash between the two renames (microseconds) can leave a
+    new tokenizer.bin beside the old model.bin."""
+
+    def __init__(self, out_dir, signals):
+        self.dir = out_dir
+        self.sig = signals
+        self.made_dirs = []       # folders this export created, outermost first
+        self.temps = {}           # final path -> its temporary (exists, ours)
+        self.backups = {}         # final path -> hard link to the file it replaces
+        self.committed = False
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def check_targets(self, finals):
+        """Refuse, before anything is written, what the renames would fail
+        on or should not replace: OUT_DIR not a folder, a target that is a
+        folder, a FIFO or a device (a symlink is replaced, as by mv)."""
+        if os.path.lexists(self.dir) and not os.path.isdir(self.dir):
+            raise ExportError(f"{self.dir}: exists and is not a directory")
+        for final in finals:
+            try:
+                mode = os.lstat(final).st_mode
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise ExportError(f"{final}: cannot check it ({e.strerror or e})")
+            if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+                raise ExportError(f"{final}: exists and is not a regular file; refusing to "
+                                  "replace it")
+
+    def make_dirs(self):
+        todo = []
+        d = self.dir.rstrip(os.sep) or os.sep
+        while not os.path.isdir(d):
+            if os.path.lexists(d):
+                raise ExportError(f"{d}: exists and is not a directory")
+            todo.append(d)
+            parent = os.path.dirname(d)
+            if parent in ("", d):
+                break
+            d = parent
+        for d in reversed(todo):
+            with self.sig.deferred():
+                try:
+                    os.mkdir(d)
+                except FileExistsError:
+                    if not os.path.isdir(d):
+                        raise
+                    continue            # made meanwhile by someone else: not ours
+                self.made_dirs.append(d)
+
+    def _unique(self, final, suffix, make):
+        for _ in range(100):
+            name = f"{final}.{os.urandom(4).hex()}{suffix}"
+            try:
+                return name, make(name)
+            except FileExistsError:
+                continue
+        raise OSError(errno.EEXIST, "no free temporary name", final)
+
+    def create(self, final):
+        """A new temporary for final, open for writing (binary)."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        with self.sig.deferred():
+            tmp, fd = self._unique(final, ".tmp", lambda n: os.open(n, flags, 0o666))
+            self.temps[final] = tmp
+        return tmp, os.fdopen(fd, "wb", buffering=0)
+
+    def commit(self, finals):
+        """Rename each temporary over its final name, in this order."""
+        with self.sig.deferred():
+            for final in finals:
+                if os.path.lexists(final):
+                    def link(name, final=final):
+                        os.link(final, name, follow_symlinks=False)
+                    try:
+                        self.backups[final] = self._unique(final, ".old", link)[0]
+                    except OSError:
+                        pass    # no hard links here: a failed second rename cannot be undone
+            done = []
+            for k, final in enumerate(finals):
+                try:
+                    if k:
+                        test_point("between-renames")
+                    test_point("rename-" + os.path.basename(final))
+                    os.replace(self.temps[final], final)
+                except OSError as e:
+                    raise CommitError(self._undo(done, final, e))
+                del self.temps[final]
+                done.append(final)
+            self.committed = True
+            try:
+                fd = os.open(self.dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                if e.errno not in (errno.EINVAL, errno.EBADF, errno.EACCES):
+                    log(f"export: warning: {self.dir}: cannot sync the folder ({e.strerror}); "
+                        "the new files are in place, but a crash soon could lose the renames")
+            self._drop_backups()
+
+    def _undo(self, done, final, err):
+        """After the rename of `final` failed: put back what `done` replaced.
+        Returns the message for the error, saying where things stand."""
+        why = f"{final}: cannot rename the new file into place ({err.strerror or err})"
+        for prev in reversed(done):
+            try:
+                test_point("restore-" + os.path.basename(prev))
+                if prev in self.backups:
+                    os.replace(self.backups.pop(prev), prev)
+                else:
+                    os.unlink(prev)
+            except OSError as e2:
+                keep = self.backups.pop(prev, None)
+                self.made_dirs = []     # not empty: keep them
+                return (f"{why}; putting back the old {prev} failed too ({e2.strerror or e2}): "
+                        f"{prev} is the NEW file" + (f", the old one is {keep}" if keep else
+                                                     " and there was no old one to keep")
+                        + f"; {final} is unchanged")
+        return f"{why}; nothing in {self.dir} was changed"
+
+    def _drop_backups(self):
+        for b in list(self.backups.values()):
+            try:
+                os.unlink(b)
+            except OSError:
+                pass
+        self.backups = {}
+
+    def abort(self):
+        """Remove every temporary and every folder this export made."""
+        with self.sig.deferred():
+            for tmp in list(self.temps.values()):
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    log(f"export: warning: cannot remove the temporary {tmp} ({e.strerror})")
+            self.temps = {}
+            if not self.committed:
+                self._drop_backups()
+            for d in reversed(self.made_dirs):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    break               # not empty: someone else's files are in it
+            self.made_dirs = []
+
+
+# --------------------------------------------------------------------------
+# the export
+
+def write_all(f, data):
+    """f.write(data) on an unbuffered file, whose write may be partial; a
+    full disk raises here, in the write of the tensor at fault."""
+    view = memoryview(data)
+    while view:
+        n = f.write(view)
+        view = view[n:]
+
+
+def write_tokenizer(out, final, data):
+    tmp, f = out.create(final)
+    try:
+        with f:
+            write_all(f, data)
+            os.fsync(f.fileno())
+        back = te.read_regular(tmp)
+    except OSError as e:
+        raise ExportError(f"{final}: {e.strerror or e} (while writing its temporary {tmp})")
+    if back != data:
+        raise ExportError(f"{tmp}: reads back {len(back)} bytes that differ from the "
+                          f"{len(data)} written")
+
+
+def write_model(out, final, c, plan, found, dtype, header, file_size, progress):
     esize = 4 if dtype == "f32" else 2
-    file_size = HEADER_SIZE + sum(padded(numel(s) * esize) for _, s in plan)
-    total_in = sum(found[n][4] - found[n][3] for n, _ in plan)
-
-    tmp = out_path + ".tmp"
-    progress = Progress(total_in, quiet)
+    tmp, f = out.create(final)
     name = "(header)"
     try:
-        with open(tmp, "wb") as out:
-            out.write(header_bytes(c, dtype, file_size))
+        with f:
+            write_all(f, header)
             handles = {}
             try:
-                for name, shape in plan:
+                for k, (name, shape) in enumerate(plan):
                     path, src, _, begin, end = found[name]
-                    f = handles.get(path) or handles.setdefault(path, open(path, "rb"))
-                    f.seek(begin)
+                    if path not in handles:
+                        handles[path] = te.open_regular(path)
+                    g = handles[path]
+                    g.seek(begin)
                     left = end - begin
                     while left > 0:
-                        raw = f.read(min(CHUNK, left))
+                        raw = g.read(min(CHUNK, left))
                         if not raw:
-                            raise ExportError(f"{path}: tensor '{name}': file ended early")
+                            raise ExportError(f"{path}: tensor '{name}': file ended early "
+                                              "(changed while being read?)")
                         left -= len(raw)
-                        out.write(convert(raw, src, dtype))
+                        write_all(f, convert(raw, src, dtype))
                         progress.add(len(raw))
                     pad = padded(numel(shape) * esize) - numel(shape) * esize
-                    out.write(bytes(pad))
+                    write_all(f, bytes(pad))
+                    if k == 0:
+                        test_point("model-tmp")
             finally:
-                for f in handles.values():
-                    f.close()
-            name = "(flush)"
-            out.flush()
-            os.fsync(out.fileno())
-            if out.tell() != file_size:
-                raise ExportError(f"{tmp}: wrote {out.tell()} bytes, expected {file_size}")
+                for g in handles.values():
+                    g.close()
+            name = "(fsync)"
+            os.fsync(f.fileno())
+            size = os.fstat(f.fileno()).st_size
+            if size != file_size:
+                raise ExportError(f"{tmp}: wrote {size} bytes, expected {file_size}")
+            head = os.pread(f.fileno(), HEADER_SIZE, 0) if hasattr(os, "pread") else header
             # The pages just written stay in the page cache as small folios,
             # which raktn's mapping then maps with 4 KB pages for as long as
             # they stay cached (decode ~5% slower). Now that the data is on
@@ -408,25 +856,111 @@ def export_model(hf_dir, out_path, dtype="f32", quiet=False):
             # 2 MB folios (Linux 6.x; notes/performance.md).
             if hasattr(os, "posix_fadvise"):
                 try:
-                    os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                    os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
                 except OSError:
                     pass    # a hint: a file system without it still has the file
-        os.replace(tmp, out_path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            # a full disk (ENOSPC, EFBIG) or a failing read: say where
-            where = e.filename or tmp
-            raise ExportError(f"{where}: {e.strerror or e} (while writing tensor '{name}' "
-                              f"to {tmp})") from e
-        raise
-    return c, file_size, total_in
+    except OSError as e:
+        # a full disk (ENOSPC, EFBIG), a failing read, an injected error: say where
+        where = e.filename if e.filename and e.filename != tmp else final
+        raise ExportError(f"{where}: {e.strerror or e} (while writing tensor '{name}' to "
+                          f"its temporary {tmp})") from e
+    except ValueError as e:             # te.open_regular: a shard is no longer a regular file
+        raise ExportError(str(e))
+    # what raktn's loader checks, on what is now on disk
+    if check_model_header(head, tmp) != size:
+        raise ExportError(f"{tmp}: the header does not match the file's size")
+
+
+def export(args, out, info):
+    """Everything is read and checked first; only then are the two
+    temporaries written, checked again, and renamed together."""
+    hf_dir = args.hf_dir
+    if not os.path.isdir(hf_dir):
+        raise ExportError(f"{hf_dir}: not a directory")
+    c = read_config(hf_dir)
+    c["hf_dir"] = hf_dir
+    plan = tensor_plan(c)
+    found = locate_tensors(hf_dir)
+    check_tensors(plan, found, c)
+    if args.dtype == "bf16":
+        not_bf16 = [n for n, _ in plan if found[n][1] != "BF16"]
+        if not_bf16:
+            raise ExportError(f"{found[not_bf16[0]][0]}: --dtype bf16 is lossless only for a "
+                              f"bf16 checkpoint; '{not_bf16[0]}' is {found[not_bf16[0]][1]}")
+    esize = 4 if args.dtype == "f32" else 2
+    file_size = HEADER_SIZE + sum(padded(numel(s) * esize) for _, s in plan)
+    header = header_bytes(c, args.dtype, file_size)
+    check_model_header(header, f"{c['path']} (the model.bin made from it)")
+
+    try:
+        tok = te.build_tokenizer(hf_dir)
+    except ValueError as e:
+        msg = str(e)
+        raise ExportError(msg if msg.startswith(hf_dir) else f"{hf_dir}: tokenizer: {msg}")
+    except OSError as e:
+        raise ExportError(f"{e.filename or hf_dir}: cannot read ({e.strerror or e})")
+    model_bin, tok_bin = out.path("model.bin"), out.path("tokenizer.bin")
+    if tok is not None:
+        n_pieces = struct.unpack_from("<I", tok[0], 12)[0]
+        if n_pieces > c["vocab_size"]:
+            raise ExportError(f"{c['path']}: vocab_size {c['vocab_size']} is smaller than the "
+                              f"{n_pieces} pieces of {tok[1]}; raktn refuses a tokenizer larger "
+                              "than the model's vocabulary")
+    out.check_targets([model_bin] + ([tok_bin] if tok else []))
+    if tok is None:
+        info["notes"].append(f"export: warning: {hf_dir} has no tokenizer.json or "
+                             "tokenizer.model; no tokenizer.bin written")
+        if os.path.lexists(tok_bin):
+            check_stale_tokenizer(tok_bin, c, info)
+
+    out.make_dirs()
+    test_point("mkdir")
+    if tok is not None:
+        write_tokenizer(out, tok_bin, tok[0])
+        test_point("tokenizer-tmp")
+    total_in = sum(found[n][4] - found[n][3] for n, _ in plan)
+    t0 = time.monotonic()
+    write_model(out, model_bin, c, plan, found, args.dtype, header, file_size,
+                Progress(total_in, args.quiet))
+    test_point("after-model")
+    out.commit(([tok_bin] if tok else []) + [model_bin])
+    dt = time.monotonic() - t0
+    info["done"] = [
+        f"export: wrote {model_bin} ({file_size} bytes, {args.dtype}; {c['n_layers']} layers, "
+        f"dim {c['dim']}, vocab {c['vocab_size']}) in {dt:.1f} s, "
+        f"{total_in / 1e6 / max(dt, 1e-9):.1f} MB/s of input"]
+    if tok is not None:
+        info["done"].append(f"export: wrote {tok_bin} from {tok[1]} ({tok[2]})")
+    info["notes"] = c["notes"] + info["notes"]
+
+
+def check_stale_tokenizer(tok_bin, c, info):
+    """A tokenizer.bin from an earlier export stays when the checkpoint has
+    none; raktn reads it beside model.bin, so the pair must still load."""
+    try:
+        n = te.check_tokenizer_bin(te.read_regular(tok_bin, 1 << 32), tok_bin)
+    except (OSError, ValueError) as e:
+        raise ExportError(f"{tok_bin}: left from an earlier export, and raktn could not load "
+                          f"it ({getattr(e, 'strerror', None) or e}); the checkpoint has no "
+                          "tokenizer to replace it: remove it, or add the checkpoint's tokenizer")
+    if n > c["vocab_size"]:
+        raise ExportError(f"{tok_bin}: left from an earlier export, has {n} pieces, more than "
+                          f"the new vocab_size {c['vocab_size']} (raktn would refuse the pair); "
+                          "the checkpoint has no tokenizer to replace it: remove it, or add "
+                          "the checkpoint's tokenizer")
+    info["notes"].append(f"export: note: {tok_bin} from an earlier export was kept "
+                         f"({n} pieces; it loads with the new model.bin)")
+
+
+def one_line(msg):
+    return str(msg).replace("\r", "\\r").replace("\n", "\\n")
 
 
 def main(argv=None):
+    """Returns the exit status: 0, 1 (an error), or 128 + N after signal N
+    (main.signal is then N: the command line re-raises it, so that the
+    caller sees the signal, as a shell does)."""
+    main.signal = None
     ap = argparse.ArgumentParser(
         description="Export a Hugging Face Mistral/Llama checkpoint to raktn's model.bin "
                     "(+ tokenizer.bin).")
@@ -437,38 +971,60 @@ def main(argv=None):
                          "checkpoint; lossless, half the size)")
     ap.add_argument("--quiet", action="store_true", help="no progress output")
     args = ap.parse_args(argv)
+    sig = Signals()
+    sig.install()
+    out = Output(args.out_dir, sig)
+    out_existed = os.path.lexists(args.out_dir)
+    info = {"notes": [], "done": []}
     try:
-        if not os.path.isdir(args.hf_dir):
-            raise ExportError(f"{args.hf_dir}: not a directory")
-        os.makedirs(args.out_dir, exist_ok=True)
-        t0 = time.monotonic()
-        model_path = os.path.join(args.out_dir, "model.bin")
-        c, size, total_in = export_model(args.hf_dir, model_path, args.dtype, args.quiet)
-        dt = time.monotonic() - t0
-        log(f"export: wrote {model_path} ({size} bytes, {args.dtype}; {c['n_layers']} layers, "
-            f"dim {c['dim']}, vocab {c['vocab_size']}) in {dt:.1f} s, "
-            f"{total_in / 1e6 / max(dt, 1e-9):.1f} MB/s of input")
         try:
-            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-            from tokenizer_export import export_tokenizer
-        except ImportError:
-            log("export: warning: tokenizer export unavailable; model.bin only")
+            export(args, out, info)
+        finally:
+            out.abort()         # temporaries and folders that are not needed now
+    except Interrupted as e:
+        main.signal = e.signum
+        if out.committed:
+            log(f"export: {e.name} came while the files were renamed into place; the export "
+                f"had completed: {args.out_dir} holds the new model.bin"
+                + (" and tokenizer.bin" if len(info["done"]) > 1 else ""))
         else:
-            export_tokenizer(args.hf_dir, os.path.join(args.out_dir, "tokenizer.bin"), log)
-    except ExportError as e:
-        log(f"export: error: {e}")
-        return 1
-    except ValueError as e:         # tokenizer_export reports bad input this way
-        log(f"export: error: {e}")
-        return 1
+            log(f"export: interrupted ({e.name}); " + (
+                f"nothing in {args.out_dir} was changed" if out_existed else
+                f"nothing was written ({args.out_dir} did not exist and still does not)"))
+        return 128 + e.signum
+    except (ExportError, CommitError) as e:
+        log(f"export: error: {one_line(e)}")
+        return finish_pending(sig, 1)
     except OSError as e:
-        log(f"export: error: {e.filename or ''}: {e.strerror}")
-        return 1
-    except KeyboardInterrupt:
-        log("export: interrupted; nothing written")
-        return 130
+        log(f"export: error: {one_line(e.filename or args.out_dir)}: {one_line(e.strerror or e)}"
+            f"; nothing in {args.out_dir} was changed")
+        return finish_pending(sig, 1)
+    except Exception as e:      # a bug: still one line, the folder still untouched
+        log(f"export: error: internal error ({type(e).__name__}: {one_line(e)[:300]}); "
+            f"nothing in {args.out_dir} was changed; please report this")
+        return finish_pending(sig, 1)
+    finally:
+        sig.restore()
+    for line in info["notes"] + info["done"]:
+        log(one_line(line))
     return 0
 
 
+def finish_pending(sig, rc):
+    """A signal that came during the clean-up after an error: report its status."""
+    if sig.pending is not None:
+        main.signal = sig.pending
+        return 128 + sig.pending
+    return rc
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    rc = main()
+    if main.signal is not None:     # die of the signal, now that OUT_DIR is clean
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        signal.signal(main.signal, signal.SIG_DFL)
+        os.kill(os.getpid(), main.signal)
+    sys.exit(rc)

@@ -20,7 +20,9 @@ tokenizer_config.json (if present) gives add_bos_token / add_eos_token.
 usage: python3 export/tokenizer_export.py HF_DIR OUT.bin
 """
 import json
+import math
 import os
+import stat
 import struct
 import sys
 
@@ -45,14 +47,75 @@ LEGACY_DECODER = [
 ]
 
 
+HEX_DIGITS = "0123456789abcdefABCDEF"
+
+# tokenizer.c's limits (parse_tokenizer): what it refuses, the exporter refuses first
+MAX_VOCAB = 1 << 24
+MAX_PIECE_BYTES = 4096
+
+
 def _byte_piece_value(piece):
-    """<0xAB> -> 0xAB, else None (the pattern HF's ByteFallback recognises)."""
-    if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
-        try:
-            return int(piece[3:5], 16)
-        except ValueError:
-            return None
+    """<0xAB> -> 0xAB, else None (the pattern HF's ByteFallback recognises and
+    tokenizer.c's byte_piece_value accepts: exactly two ASCII hex digits, so
+    not int()'s "+1", " 1" or "-1")."""
+    if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">") \
+            and piece[3] in HEX_DIGITS and piece[4] in HEX_DIGITS:
+        return int(piece[3:5], 16)
     return None
+
+
+# ------------------------------------------------------------ reading inputs
+
+def read_regular(path, limit=1 << 31):
+    """The bytes of path, which must be a regular file: a FIFO or a device is
+    refused before it is opened (opening a FIFO blocks until a writer comes;
+    opening a device can have effects), a directory too. OSError for the
+    caller to report; ValueError naming the file when it is not regular."""
+    with open_regular(path) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError("%s: larger than %d bytes" % (path, limit))
+    return data
+
+
+def open_regular(path):
+    """open(path, "rb") for a regular file only (see read_regular). The check
+    is made with stat() before the open and again with fstat() after it (the
+    open is non-blocking, so a FIFO swapped in between cannot hang it)."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError("%s: not a regular file" % path)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("%s: not a regular file" % path)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _check_pieces(pieces, path):
+    """Refuse, naming the piece, what tokenizer.c's loader would refuse:
+    empty pieces, pieces over MAX_PIECE_BYTES bytes of UTF-8, pieces with NUL,
+    and strings that have no UTF-8 form (lone surrogates from JSON escapes)."""
+    if not 1 <= len(pieces) <= MAX_VOCAB:
+        raise ValueError("%s: %d pieces; raktn allows 1..%d" % (path, len(pieces), MAX_VOCAB))
+    for i, p in enumerate(pieces):
+        try:
+            n = len(p.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError("%s: piece %d (%s) is not valid Unicode (a lone surrogate)"
+                             % (path, i, ascii(p)[:80]))
+        if n == 0:
+            raise ValueError("%s: piece %d is empty" % (path, i))
+        if n > MAX_PIECE_BYTES:
+            raise ValueError("%s: piece %d is %d bytes long; raktn allows at most %d"
+                             % (path, i, n, MAX_PIECE_BYTES))
+        if "\0" in p:
+            raise ValueError("%s: piece %d (%s) contains a NUL character, which raktn refuses"
+                             % (path, i, ascii(p)[:80]))
 
 
 # ----------------------------------------------------------------- tokenizer.json
@@ -92,10 +155,14 @@ def _read_json_object(path):
     """Parse a JSON file whose top level must be an object; ValueError naming
     the file otherwise."""
     try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        obj = json.loads(read_regular(path).decode("utf-8"))
+    except OSError as e:
+        raise ValueError("%s: cannot read (%s)" % (path, e.strerror or e))
+    except (UnicodeDecodeError, RecursionError) as e:
         raise ValueError("%s: cannot read JSON: %s" % (path, e))
+    except ValueError as e:          # JSONDecodeError, an integer too long to convert
+        msg = str(e)
+        raise ValueError(msg if msg.startswith(path + ":") else "%s: cannot read JSON: %s" % (path, msg))
     if not isinstance(obj, dict):
         raise ValueError("%s: not a JSON object" % path)
     return obj
@@ -105,45 +172,60 @@ def _from_tokenizer_json(path):
     tj = _read_json_object(path)
     model = _check_json_pipeline(tj, path)
 
+    def show(x):        # a value in a message: one line, bounded
+        s = ascii(x)
+        return s if len(s) <= 80 else s[:77] + "..."
+
+    def is_id(v):
+        return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < MAX_VOCAB
+
     vocab = model.get("vocab")
     if not isinstance(vocab, dict) or not vocab:
         raise ValueError("%s: model.vocab missing or empty" % path)
     added = tj.get("added_tokens") or []
     if not isinstance(added, list):
         raise ValueError("%s: added_tokens is not a list" % path)
-    for tok in added:
-        if not isinstance(tok, dict) or not isinstance(tok.get("id"), int) \
-                or not isinstance(tok.get("content"), str) or not tok["content"]:
-            raise ValueError("%s: malformed added token %r" % (path, tok))
-        for k in ("lstrip", "rstrip", "single_word"):
-            if tok.get(k):
-                raise ValueError("%s: added token %r uses %s, which raktn does not "
-                                 "implement" % (path, tok["content"], k))
+    for k, tok in enumerate(added):
+        if not isinstance(tok, dict) or not isinstance(tok.get("content"), str) or not tok["content"]:
+            raise ValueError("%s: added_tokens[%d] is malformed: %s" % (path, k, show(tok)))
+        if not is_id(tok.get("id")):
+            raise ValueError("%s: added_tokens[%d] (%s) has id %s; raktn needs 0..%d"
+                             % (path, k, show(tok["content"]), show(tok.get("id")), MAX_VOCAB - 1))
+        for key in ("lstrip", "rstrip", "single_word"):
+            if tok.get(key):
+                raise ValueError("%s: added token %s uses %s, which raktn does not "
+                                 "implement" % (path, show(tok["content"]), key))
         if tok.get("normalized"):
-            raise ValueError("%s: added token %r has normalized=true, which raktn "
-                             "does not implement" % (path, tok["content"]))
+            raise ValueError("%s: added token %s has normalized=true, which raktn "
+                             "does not implement" % (path, show(tok["content"])))
     ids = {}
     for piece, i in vocab.items():
-        if not isinstance(i, int) or i < 0 or i >= 1 << 24:
-            raise ValueError("%s: bad id %r for piece %r" % (path, i, piece))
+        if not is_id(i):
+            raise ValueError("%s: model.vocab: bad id %s for piece %s (raktn needs 0..%d)"
+                             % (path, show(i), show(piece), MAX_VOCAB - 1))
         if i in ids:
-            raise ValueError("%s: id %d used twice (%r, %r)" % (path, i, ids[i], piece))
+            raise ValueError("%s: model.vocab: id %d used twice (%s, %s)"
+                             % (path, i, show(ids[i]), show(piece)))
         ids[i] = piece
     for tok in added:
         if tok["id"] in ids and ids[tok["id"]] != tok["content"]:
-            raise ValueError("%s: added token %r has id %d, which the vocab gives to %r"
-                             % (path, tok["content"], tok["id"], ids[tok["id"]]))
+            raise ValueError("%s: added token %s has id %d, which the vocab gives to %s"
+                             % (path, show(tok["content"]), tok["id"], show(ids[tok["id"]])))
         ids[tok["id"]] = tok["content"]
     n = max(ids) + 1
     if len(ids) != n:
         missing = next(i for i in range(n) if i not in ids)
-        raise ValueError("%s: ids are not contiguous (no piece has id %d)" % (path, missing))
+        raise ValueError("%s: model.vocab: ids are not contiguous (no piece has id %d)"
+                         % (path, missing))
     pieces = [ids[i] for i in range(n)]
+    _check_pieces(pieces, path)
     piece_id = {p: i for i, p in enumerate(pieces)}
     if len(piece_id) != n:
-        raise ValueError("%s: duplicate piece strings" % path)
+        dup = next(p for i, p in enumerate(pieces) if piece_id[p] != i)
+        raise ValueError("%s: model.vocab: piece %s appears twice" % (path, show(dup)))
 
     special = {tok["id"] for tok in added if tok.get("special")}
+    added_ids = {tok["id"] for tok in added}
     unk = model.get("unk_token")
     unk_id = piece_id.get(unk, -1) if isinstance(unk, str) else -1
     types = []
@@ -152,7 +234,7 @@ def _from_tokenizer_json(path):
             types.append(UNKNOWN)
         elif i in special:
             types.append(CONTROL)
-        elif any(t["id"] == i for t in added):
+        elif i in added_ids:
             types.append(USER_DEFINED)
         elif _byte_piece_value(p) is not None:
             types.append(BYTE)
@@ -172,13 +254,14 @@ def _from_tokenizer_json(path):
         else:
             parts = None
         if not parts or len(parts) != 2 or not all(isinstance(x, str) for x in parts):
-            raise ValueError("%s: merge #%d is malformed: %r" % (path, rank, m))
+            raise ValueError("%s: model.merges[%d] is malformed: %s" % (path, rank, show(m)))
         a, b = parts
         if a not in piece_id or b not in piece_id or (a + b) not in piece_id:
-            raise ValueError("%s: merge #%d (%r, %r) uses a piece missing from the vocab"
-                             % (path, rank, a, b))
+            raise ValueError("%s: model.merges[%d] (%s, %s) uses a piece missing from the vocab"
+                             % (path, rank, show(a), show(b)))
         if (a, b) in seen:
-            raise ValueError("%s: merge #%d (%r, %r) repeats merge #%d" % (path, rank, a, b, seen[a, b]))
+            raise ValueError("%s: model.merges[%d] (%s, %s) repeats merge #%d"
+                             % (path, rank, show(a), show(b), seen[a, b]))
         seen[a, b] = rank
         merges.append((piece_id[a], piece_id[b], piece_id[a + b], rank))
 
@@ -231,8 +314,10 @@ def _pb_fields(buf, path):
 
 
 def _from_sentencepiece_model(path):
-    with open(path, "rb") as f:
-        buf = f.read()
+    try:
+        buf = read_regular(path)
+    except OSError as e:
+        raise ValueError("%s: cannot read (%s)" % (path, e.strerror or e))
     pieces, scores, types = [], [], []
     trainer = {}
     normalizer = {"add_dummy_prefix": 1, "remove_extra_whitespaces": 1,
@@ -252,6 +337,14 @@ def _from_sentencepiece_model(path):
                     typ = v2
             if not piece:
                 raise ValueError("%s: piece #%d has no text" % (path, len(pieces)))
+            if not NORMAL <= typ <= BYTE:
+                raise ValueError("%s: piece #%d has type %d; raktn knows types %d..%d"
+                                 % (path, len(pieces), typ, NORMAL, BYTE))
+            if typ == BYTE and _byte_piece_value(piece) is None:
+                raise ValueError("%s: piece #%d (%s) has type BYTE but is not spelled <0xXX>"
+                                 % (path, len(pieces), ascii(piece)[:40]))
+            if not math.isfinite(score):
+                raise ValueError("%s: piece #%d has score %r" % (path, len(pieces), score))
             pieces.append(piece)
             scores.append(score)
             types.append(typ)
@@ -287,27 +380,37 @@ def _from_sentencepiece_model(path):
                           normalizer["remove_extra_whitespaces"]))
     if USER_DEFINED in types:
         raise ValueError("%s: user-defined pieces are not supported" % path)
+    _check_pieces(pieces, path)
     # LlamaTokenizer names ids 0..2 <unk>, <s>, </s> whatever the model says.
+    # unk_id is an int32 field: -1 arrives as a 64-bit varint.
     unk_id = trainer.get(40, 0)
+    if unk_id >= 1 << 63:
+        unk_id -= 1 << 64
+    if not -1 <= unk_id < len(pieces):
+        raise ValueError("%s: trainer_spec.unk_id %d is outside the %d pieces"
+                         % (path, unk_id, len(pieces)))
     piece_id = {}
     for i, p in enumerate(pieces):
         if p in piece_id:
-            raise ValueError("%s: duplicate piece %r" % (path, p))
+            raise ValueError("%s: piece #%d (%s) duplicates piece #%d"
+                             % (path, i, ascii(p)[:40], piece_id[p]))
         piece_id[p] = i
     # Merges: every split (l, r) of a mergeable piece with both halves pieces.
     # The priority is the score of the result; pieces with equal score share a
     # rank, so the C encoder breaks the tie by position as sentencepiece does.
+    # Ranks are numbered over the scores that have merges only, so every rank
+    # is below the number of merges (tokenizer.c's rule; same order).
     order = sorted((i for i, t in enumerate(types) if t in (NORMAL,)),
                    key=lambda i: -scores[i])
     rank_of_score = {}
     merges = []
     for i in order:
         p = pieces[i]
-        rank = rank_of_score.setdefault(scores[i], len(rank_of_score))
         for k in range(1, len(p)):
             a, b = piece_id.get(p[:k]), piece_id.get(p[k:])
             if a is not None and b is not None \
                     and types[a] != UNUSED and types[b] != UNUSED:
+                rank = rank_of_score.setdefault(scores[i], len(rank_of_score))
                 merges.append((a, b, i, rank))
     added = [(i, 1) for i, t in enumerate(types) if t == CONTROL]
     if unk_id >= 0:
@@ -321,7 +424,7 @@ def _read_config(hf_dir):
     path = os.path.join(hf_dir, "tokenizer_config.json")
     add_bos, add_eos = True, False  # LlamaTokenizer defaults
     bos, eos = "<s>", "</s>"
-    if os.path.exists(path):
+    if os.path.lexists(path):
         cfg = _read_json_object(path)
         add_bos = bool(cfg.get("add_bos_token", add_bos))
         add_eos = bool(cfg.get("add_eos_token", add_eos))
@@ -335,28 +438,31 @@ def _read_config(hf_dir):
     return add_bos, add_eos, bos, eos
 
 
-def export_tokenizer(hf_dir, out_path, log):
-    """Write out_path; False (with a warning) when hf_dir has no tokenizer files."""
+def build_tokenizer(hf_dir):
+    """tokenizer.bin's bytes for the checkpoint in hf_dir, checked as raktn's
+    loader checks them: (data, source path, one-line summary), or None when
+    hf_dir has no tokenizer.json or tokenizer.model. ValueError naming the
+    source file and what is wrong with it."""
     tj = os.path.join(hf_dir, "tokenizer.json")
     tm = os.path.join(hf_dir, "tokenizer.model")
-    if os.path.exists(tj):
+    if os.path.lexists(tj):     # a broken link is an error, not "no tokenizer.json"
         pieces, scores, types, merges, added, unk_id = _from_tokenizer_json(tj)
         src = tj
-    elif os.path.exists(tm):
+    elif os.path.lexists(tm):
         pieces, scores, types, merges, added, unk_id = _from_sentencepiece_model(tm)
         src = tm
     else:
-        log("warning: %s has no tokenizer.json or tokenizer.model; no tokenizer.bin written"
-            % hf_dir)
-        return False
+        return None
     add_bos, add_eos, bos, eos = _read_config(hf_dir)
     piece_id = {p: i for i, p in enumerate(pieces)}
     bos_id = piece_id.get(bos, -1)
     eos_id = piece_id.get(eos, -1)
     if add_bos and bos_id < 0:
-        raise ValueError("%s: add_bos_token is set but BOS %r is not in the vocab" % (src, bos))
+        raise ValueError("%s: add_bos_token is set but BOS %s is not in the vocab"
+                         % (src, ascii(bos)[:80]))
     if add_eos and eos_id < 0:
-        raise ValueError("%s: add_eos_token is set but EOS %r is not in the vocab" % (src, eos))
+        raise ValueError("%s: add_eos_token is set but EOS %s is not in the vocab"
+                         % (src, ascii(eos)[:80]))
 
     flags = (FLAG_ADD_BOS if add_bos else 0) | (FLAG_ADD_EOS if add_eos else 0)
     out = bytearray()
@@ -371,10 +477,111 @@ def export_tokenizer(hf_dir, out_path, log):
         out += struct.pack("<4I", a, b, m, r)
     for i, special in added:
         out += struct.pack("<2I", i, special)
+    data = bytes(out)
+    # The source checks above should leave nothing for this to find; it is
+    # the guarantee that what is written is what raktn loads.
+    check_tokenizer_bin(data, "%s (tokenizer.bin made from it)" % src)
+    summary = ("%d pieces, %d merges, %d added tokens, add_bos=%d add_eos=%d"
+               % (len(pieces), len(merges), len(added), add_bos, add_eos))
+    return data, src, summary
+
+
+def check_tokenizer_bin(data, where):
+    """What tokenizer_load()/parse_tokenizer() in tokenizer.c check, on the
+    bytes of a tokenizer.bin, in the same order: ValueError("WHERE: what")
+    for the first problem, else the number of pieces."""
+    def bad(msg):
+        raise ValueError("%s: raktn would refuse it: %s" % (where, msg))
+    size = len(data)
+    if size < 40 or size > 1 << 32:
+        bad("file too small or too large to be a tokenizer.bin (%d bytes)" % size)
+    if data[:8] != MAGIC:
+        bad("bad magic")
+    version, n_vocab, n_merges, n_added, bos, eos, unk, flags = struct.unpack_from("<8I", data, 8)
+    left = size - 40
+    if version != VERSION:
+        bad("unsupported version %d" % version)
+    if not 1 <= n_vocab <= MAX_VOCAB:
+        bad("bad vocabulary size %d" % n_vocab)
+    if n_added > n_vocab:
+        bad("bad added-token count %d" % n_added)
+    if n_merges * 16 > left:
+        bad("merge count %d larger than the file allows" % n_merges)
+    if n_vocab * 13 + n_merges * 16 + n_added * 8 > left:
+        bad("vocabulary size %d larger than the file allows" % n_vocab)
+    for name, v in (("BOS", bos), ("EOS", eos), ("UNK", unk)):
+        v = v - (1 << 32) if v >= 1 << 31 else v
+        if not -1 <= v < n_vocab:
+            bad("%s id %d outside the vocabulary" % (name, v))
+    if flags & ~3:
+        bad("unknown flags %d" % flags)
+    off = 40
+    pieces = []
+    seen = set()
+    for i in range(n_vocab):
+        if off + 12 > size:
+            bad("truncated piece table at id %d" % i)
+        ln, _, typ = struct.unpack_from("<III", data, off)
+        off += 12
+        if not 1 <= ln <= MAX_PIECE_BYTES:
+            bad("bad piece length %d at id %d" % (ln, i))
+        if not NORMAL <= typ <= BYTE:
+            bad("bad piece type %d at id %d" % (typ, i))
+        if off + ln > size:
+            bad("truncated piece at id %d" % i)
+        p = data[off:off + ln]
+        off += ln
+        try:
+            text = p.decode("utf-8")   # strict: the same rules as tokenizer.c's utf8_decode
+        except UnicodeDecodeError:
+            text = None
+        if text is None or b"\0" in p:
+            bad("piece is not NUL-free UTF-8 at id %d" % i)
+        if p in seen:
+            bad("duplicate piece string at id %d" % i)
+        seen.add(p)
+        if typ == BYTE and _byte_piece_value(text) is None:
+            bad("byte piece is not <0xXX> at id %d" % i)
+        pieces.append(p)
+    pairs = set()
+    for i in range(n_merges):
+        if off + 16 > size:
+            bad("truncated merge table at merge %d" % i)
+        a, b, m, rank = struct.unpack_from("<4I", data, off)
+        off += 16
+        if a >= n_vocab or b >= n_vocab or m >= n_vocab or rank >= n_merges:
+            bad("id or rank out of range at merge %d" % i)
+        if pieces[a] + pieces[b] != pieces[m]:
+            bad("merge result is not left+right at merge %d" % i)
+        if (a, b) in pairs:
+            bad("duplicate merge pair at merge %d" % i)
+        pairs.add((a, b))
+    for i in range(n_added):
+        if off + 8 > size:
+            bad("truncated added-token table at %d" % i)
+        tid, special = struct.unpack_from("<2I", data, off)
+        off += 8
+        if tid >= n_vocab or special > 1:
+            bad("bad added token %d" % i)
+    if off != size:
+        bad("%d trailing bytes after the tables" % (size - off))
+    return n_vocab
+
+
+def export_tokenizer(hf_dir, out_path, log):
+    """Write out_path (the standalone tool; export.py writes tokenizer.bin
+    itself, beside model.bin); False (with a warning) when hf_dir has no
+    tokenizer files."""
+    built = build_tokenizer(hf_dir)
+    if built is None:
+        log("warning: %s has no tokenizer.json or tokenizer.model; no tokenizer.bin written"
+            % hf_dir)
+        return False
+    data, src, summary = built
     tmp = out_path + ".tmp"
     try:
         with open(tmp, "wb") as f:
-            f.write(out)
+            f.write(data)
         os.replace(tmp, out_path)
     except BaseException as e:
         try:   # never leave a partial file behind (a full disk, an interrupt)
@@ -384,8 +591,7 @@ def export_tokenizer(hf_dir, out_path, log):
         if isinstance(e, OSError):
             raise ValueError("%s: cannot write (%s)" % (tmp, e.strerror or e)) from e
         raise
-    log("tokenizer: %s -> %s (%d pieces, %d merges, %d added tokens, add_bos=%d add_eos=%d)"
-        % (src, out_path, len(pieces), len(merges), len(added), add_bos, add_eos))
+    log("tokenizer: %s -> %s (%s)" % (src, out_path, summary))
     return True
 
 
