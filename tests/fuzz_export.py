@@ -32,6 +32,7 @@ import json
 import os
 import random
 import shutil
+import stat
 import struct
 import subprocess
 import sys
@@ -147,8 +148,11 @@ def snapshot(folder):
         snap[rel + "/"] = "<dir>"
         for f in files:
             p = os.path.join(dirpath, f)
-            if os.path.islink(p):
+            mode = os.lstat(p).st_mode
+            if stat.S_ISLNK(mode):
                 snap[os.path.join(rel, f)] = "<link " + os.readlink(p) + ">"
+            elif not stat.S_ISREG(mode):        # a FIFO: never opened here
+                snap[os.path.join(rel, f)] = f"<mode {mode:o}>"
             else:
                 with open(p, "rb") as fh:
                     snap[os.path.join(rel, f)] = fh.read()
