@@ -642,6 +642,7 @@ class Output:
         self.made_dirs = []       # folders this export created, outermost first
         self.temps = {}           # final path -> its temporary (exists, ours)
         self.backups = {}         # final path -> hard link to the file it replaces
+        self.renamed = []         # final paths now holding the new files
         self.committed = False
 
     def path(self, name):
@@ -724,6 +725,7 @@ class Output:
                     raise CommitError(self._undo(done, final, e))
                 del self.temps[final]
                 done.append(final)
+            self.renamed = done
             self.committed = True
             try:
                 fd = os.open(self.dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -985,8 +987,7 @@ def main(argv=None):
         main.signal = e.signum
         if out.committed:
             log(f"export: {e.name} came while the files were renamed into place; the export "
-                f"had completed: {args.out_dir} holds the new model.bin"
-                + (" and tokenizer.bin" if len(info["done"]) > 1 else ""))
+                f"had completed: {' and '.join(out.renamed)} are the new files")
         else:
             log(f"export: interrupted ({e.name}); " + (
                 f"nothing in {args.out_dir} was changed" if out_existed else

@@ -602,11 +602,22 @@ def main(argv):
 
     def log(msg):
         print(msg, file=sys.stderr)
+
+    def stop(signum, frame):    # SIGTERM, SIGHUP: clean up as for Ctrl-C
+        raise KeyboardInterrupt
+    import signal
+    for name in ("SIGTERM", "SIGHUP"):
+        num = getattr(signal, name, None)
+        if num is not None and signal.getsignal(num) != signal.SIG_IGN:
+            signal.signal(num, stop)
     try:
         ok = export_tokenizer(argv[1], argv[2], log)
     except (ValueError, OSError) as e:
         log("error: %s" % e)
         return 1
+    except KeyboardInterrupt:
+        log("interrupted; %s not written" % argv[2])
+        return 130
     return 0 if ok else 1
 
 
