@@ -1,13 +1,18 @@
 # raktn - build, test, fuzz, bench.
 #   make            build ./raktn (libc + libm only)
-#   make test       build and run the Check test suite
+#   make plain      build ./raktn-plain: the model part of raktn.c alone
+#                   (-DRAKTN_PLAIN: plain C, no vectors, no threads) and run
+#                   the model tests on it
+#   make test       build and run the Check test suite (the plain build too)
 #   make test-asan  the same suite under AddressSanitizer + UBSan
 #   make demo       generate a small checkpoint, export it and run it end to end
 CC      ?= cc
 # -march=native where the compiler has it (SIMD matmul), plain -O3 elsewhere.
 NATIVE  := $(shell $(CC) -march=native -E -x c /dev/null >/dev/null 2>&1 && echo -march=native)
 CFLAGS  ?= -O3 $(NATIVE)
-CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -D_POSIX_C_SOURCE=200809L
+# what the code needs, kept whatever CFLAGS says
+REQ_CFLAGS := -std=c11 -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -D_POSIX_C_SOURCE=200809L
+override CFLAGS := $(REQ_CFLAGS) $(CFLAGS)
 LDLIBS  = -lm
 PYTHON  ?= python3
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -pthread)
@@ -18,21 +23,33 @@ CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 # results). `override` keeps it when CFLAGS is given on the command line.
 OMP     ?= $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo 1 || echo 0)
 ifeq ($(OMP),1)
-override CFLAGS += -fopenmp
+OMP_CFLAGS := -fopenmp
 endif
+# the plain build: Part 1 of raktn.c does all the computing
+PLAIN_CFLAGS := $(CFLAGS) -DRAKTN_PLAIN
+override CFLAGS += $(OMP_CFLAGS)
 
-TESTS = tests/test_model tests/test_tokenizer tests/test_cli tests/test_robust
+TESTS = tests/test_model tests/test_tokenizer tests/test_cli tests/test_robust tests/test_model_plain
 
-.PHONY: all test test-asan demo clean fixtures-data
+.PHONY: all plain test test-asan demo clean fixtures-data
 all: raktn
 
 raktn: raktn.c tokenizer.c tokenizer.h
-	$(CC) $(CFLAGS) -o $@ raktn.c tokenizer.c $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ raktn.c tokenizer.c $(LDLIBS)
+
+raktn-plain: raktn.c tokenizer.c tokenizer.h
+	$(CC) $(PLAIN_CFLAGS) $(LDFLAGS) -o $@ raktn.c tokenizer.c $(LDLIBS)
+
+plain: raktn-plain tests/test_model_plain fixtures-data
+	@PYTHON=$(PYTHON) TEST_PY= sh tests/run.sh tests/test_model_plain
 
 # Test programs #include the code they test (like llm.c's test_gpt2.c);
 # test_model includes raktn.c and links tokenizer.c beside it.
 tests/test_model: tests/test_model.c tests/testutil.h raktn.c tokenizer.c tokenizer.h
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< tokenizer.c $(LDLIBS) $(CHECK_LIBS)
+
+tests/test_model_plain: tests/test_model.c tests/testutil.h raktn.c tokenizer.c tokenizer.h
+	$(CC) $(PLAIN_CFLAGS) $(CHECK_CFLAGS) -o $@ $< tokenizer.c $(LDLIBS) $(CHECK_LIBS)
 
 tests/test_%: tests/test_%.c tests/testutil.h tests/testrun.h raktn.c tokenizer.c tokenizer.h
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(LDLIBS) $(CHECK_LIBS)
@@ -42,7 +59,7 @@ tests/test_%: tests/test_%.c tests/testutil.h tests/testrun.h raktn.c tokenizer.
 fixtures-data: raktn
 	PYTHON=$(PYTHON) sh tests/prepare.sh
 
-test: raktn $(TESTS) fixtures-data
+test: raktn raktn-plain $(TESTS) fixtures-data
 	@PYTHON=$(PYTHON) sh tests/run.sh $(TESTS)
 
 test-asan:
@@ -70,7 +87,7 @@ demo: raktn
 	./raktn demo/model/model.bin -m logits -i "Hello, world" --top 3
 
 clean:
-	rm -f raktn $(TESTS)
+	rm -f raktn raktn-plain $(TESTS)
 
 # Fuzzing (libFuzzer, clang) and the fuzz regression run live in fuzz/fuzz.mk.
 -include fuzz/fuzz.mk
