@@ -31,6 +31,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1292,7 +1293,7 @@ static double now_s(void) {
 
 typedef struct {
     const char *model_path, *tokenizer_path, *mode;
-    const char *prompt, *prompt_file, *ids, *system, *out_path, *hidden_path;
+    const char *prompt, *prompt_file, *ids, *system, *out_path, *hidden_path, *dump_dir;
     int steps, ctx, top_k, threads;
     float temperature, top_p;
     unsigned long long seed;
@@ -1312,8 +1313,9 @@ static void usage(FILE *f) {
           "  -s SEED     random seed (default: from the clock)\n"
           "  -c N        context length in positions (default: the model's maximum)\n"
           "  -y TEXT     chat: replace the system sentence of the template\n"
-          "  -o FILE     logits: write [n_tokens, vocab] float32 to FILE\n"
-          "  --hidden F  logits: also write [n_layers+1, n_tokens, dim] hidden states\n"
+          "  -o FILE     logits: write [n_tokens, vocab] float32 to FILE (.npy: NumPy format)\n"
+          "  --hidden F  logits: also write [n_layers+1, n_tokens, dim] hidden states (.npy too)\n"
+          "  --dump DIR  logits: every module's output as DIR/<HF module path>.npy\n"
           "  --top K     logits: print the K most likely next tokens at each position\n"
           "  -T N        threads (OpenMP builds; default OMP_NUM_THREADS or all CPUs;\n"
           "              the plain build has one)\n"
@@ -1343,10 +1345,10 @@ static long parse_long(const char *s, const char *flag, long lo, long hi) {
 static float parse_float(const char *s, const char *flag, float lo, float hi) {
     char *end;
     errno = 0;
-    float v = strtof(s, &end);
-    if (errno || end == s || *end || !isfinite(v)) bad_usage("%s wants a number, got '%s'", flag, s);
-    if (v < lo || v > hi) bad_usage("%s must be in %g..%g, got %g", flag, lo, hi, v);
-    return v;
+    double v = strtod(s, &end); /* double: 1e-45 is a number even if float can barely hold it */
+    if (end == s || *end || !isfinite(v)) bad_usage("%s wants a number, got '%s'", flag, s);
+    if (v < lo || v > hi) bad_usage("%s must be in %g..%g, got %s", flag, lo, hi, s);
+    return (float)v;
 }
 
 /* Parse "1 22 333" (spaces, tabs, newlines or commas between) into ids,
@@ -1361,7 +1363,10 @@ static int *parse_ids(const char *s, int vocab, int *n_out) {
         char *end;
         errno = 0;
         long v = strtol(p, &end, 10);
-        if (end == p || errno) bad_usage("--ids: '%.20s' is not a token id", p);
+        if (end == p || errno || !(*end == 0 || strchr(" \t\n\r,", *end))) {
+            size_t len = strcspn(p, " \t\n\r,");
+            bad_usage("--ids: '%.*s' is not a token id", (int)(len < 20 ? len : 20), p);
+        }
         if (v < 0 || v >= vocab) bad_usage("--ids: token id %ld is outside the vocabulary (0..%d)", v, vocab - 1);
         if (n == cap) {
             cap *= 2;
@@ -1375,6 +1380,158 @@ static int *parse_ids(const char *s, int vocab, int *n_out) {
     if (n > INT_MAX / 2) die("--ids: too many ids");
     *n_out = (int)n;
     return ids;
+}
+
+/* --------------------------------------------------------------------------
+ * Output files, all or nothing. Every file a run writes (-o, --hidden, the
+ * files of --dump) goes to a temporary beside it (PATH.raktn-XXXXXX) and is
+ * renamed into place only when every one is complete (commit_outputs). An
+ * error (die, through atexit) or SIGINT, SIGTERM, SIGHUP before that removes
+ * the temporaries, and a --dump folder raktn created: a failed run leaves
+ * no half-written file and no file the user had is touched. An existing
+ * path that is not a regular file (a device, a FIFO) is written in place.
+ * -------------------------------------------------------------------------- */
+#define MAX_OUTPUTS 8192
+static char *pending_tmp[MAX_OUTPUTS], *pending_path[MAX_OUTPUTS];
+static volatile sig_atomic_t n_pending;
+static char *made_dir; /* a --dump folder this run created, removed on failure */
+
+static void remove_temporaries(void) { /* async-signal-safe: unlink, rmdir */
+    for (int i = 0; i < n_pending; i++)
+        if (pending_tmp[i]) unlink(pending_tmp[i]);
+    if (made_dir) rmdir(made_dir);
+}
+
+static void on_signal(int sig) {
+    remove_temporaries();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void catch_signals(void) {
+    static int done;
+    if (done) return;
+    done = 1;
+    atexit(remove_temporaries);
+    int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        struct sigaction sa = {0};
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+/* The files this run reads (model.bin, tokenizer.bin): no output may be one */
+static struct stat inputs[2];
+static int n_inputs;
+static void note_input(const char *path) {
+    if (n_inputs < 2 && stat(path, &inputs[n_inputs]) == 0) n_inputs++;
+}
+
+typedef struct { FILE *f; const char *path; const char *tmp; } OutFile;
+
+static void check_output(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return;
+    for (int i = 0; i < n_inputs; i++)
+        if (st.st_dev == inputs[i].st_dev && st.st_ino == inputs[i].st_ino)
+            bad_usage("%s is a file this run reads: it will not be overwritten", path);
+}
+
+static void out_open(OutFile *o, const char *path) {
+    if (n_pending >= MAX_OUTPUTS) die("too many output files");
+    catch_signals();
+    check_output(path);
+    struct stat st;
+    int exists = stat(path, &st) == 0;
+    for (int i = 0; exists && i < n_pending; i++) {
+        struct stat other;
+        if (stat(pending_path[i], &other) == 0 && other.st_dev == st.st_dev && other.st_ino == st.st_ino)
+            bad_usage("%s is named twice as an output", path);
+    }
+    for (int i = 0; i < n_pending; i++)
+        if (!strcmp(pending_path[i], path)) bad_usage("%s is named twice as an output", path);
+    o->path = path;
+    o->tmp = NULL;
+    if (exists && !S_ISREG(st.st_mode)) { /* a device or FIFO: in place, never replaced */
+        if (S_ISDIR(st.st_mode)) die("%s: is a folder, not a file", path);
+        o->f = fopen(path, "wb");
+        if (!o->f) die("%s: cannot open (%s)", path, strerror(errno));
+    } else {
+        size_t len = strlen(path) + 16;
+        char *tmp = xcalloc(len, 1);
+        snprintf(tmp, len, "%s.raktn-XXXXXX", path);
+        int fd = mkstemp(tmp);
+        if (fd < 0) die("%s: cannot create a file beside it (%s)", path, strerror(errno));
+        mode_t um = umask(0);
+        umask(um);
+        fchmod(fd, 0666 & ~um); /* mkstemp's 0600 -> what a plain create would give */
+        o->f = fdopen(fd, "wb");
+        if (!o->f) die("%s: cannot open (%s)", tmp, strerror(errno));
+        o->tmp = tmp;
+    }
+    pending_tmp[n_pending] = (char *)o->tmp;
+    pending_path[n_pending] = (char *)path;
+    n_pending++;
+}
+
+static void out_write(OutFile *o, const void *buf, size_t size) {
+    if (size && fwrite(buf, 1, size, o->f) != size) die("%s: write failed (%s)", o->path, strerror(errno));
+}
+
+/* Complete (still under its temporary name until commit_outputs) */
+static void out_close(OutFile *o) {
+    if (fflush(o->f) != 0 || ferror(o->f)) die("%s: write failed (%s)", o->path, strerror(errno));
+    if (o->tmp && fsync(fileno(o->f)) != 0 && errno != EINVAL) die("%s: write failed (%s)", o->path, strerror(errno));
+    if (fclose(o->f) != 0) { o->f = NULL; die("%s: write failed (%s)", o->path, strerror(errno)); }
+    o->f = NULL;
+}
+
+/* Every output complete: rename them all into place */
+static void commit_outputs(void) {
+    for (int i = 0; i < n_pending; i++)
+        if (pending_tmp[i] && rename(pending_tmp[i], pending_path[i]) != 0)
+            die("%s: cannot rename into place (%s)", pending_path[i], strerror(errno));
+    for (int i = 0; i < n_pending; i++) free(pending_tmp[i]);
+    n_pending = 0;
+    made_dir = NULL;
+}
+
+/* NumPy's .npy format (version 1.0): magic, header length, a Python dict
+ * literal giving dtype, order and shape, padded to a multiple of 64 bytes
+ * with spaces and a newline; then the data, little-endian, C order. */
+static int is_npy(const char *path) {
+    size_t n = strlen(path);
+    return n >= 4 && !strcmp(path + n - 4, ".npy");
+}
+static void npy_header(OutFile *o, const char *descr, const long *shape, int ndim) {
+    char dict[256];
+    int len = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
+    for (int i = 0; i < ndim; i++) len += snprintf(dict + len, sizeof dict - len, "%ld,%s", shape[i], i + 1 < ndim ? " " : "");
+    len += snprintf(dict + len, sizeof dict - len, "), }");
+    int total = (10 + len + 1 + 63) / 64 * 64; /* magic(6) version(2) length(2) dict '\n' */
+    unsigned char head[320];
+    memcpy(head, "\x93NUMPY\x01\x00", 8);
+    head[8] = (unsigned char)((total - 10) & 0xff);
+    head[9] = (unsigned char)((total - 10) >> 8);
+    memcpy(head + 10, dict, (size_t)len);
+    memset(head + 10 + len, ' ', (size_t)(total - 10 - len));
+    head[total - 1] = '\n';
+    out_write(o, head, (size_t)total);
+}
+
+/* An output of floats: .npy with this shape when the name ends in .npy,
+ * else raw little-endian float32 */
+static void out_open_floats(OutFile *o, const char *path, const long *shape, int ndim) {
+    out_open(o, path);
+    if (is_npy(path)) npy_header(o, "<f4", shape, ndim);
+}
+
+/* standard output: every write checked once, at the end of each turn and
+ * of the run (a reader that goes away is SIGPIPE's, the Unix convention) */
+static void check_stdout(void) {
+    if (fflush(stdout) != 0 || ferror(stdout)) die("standard output: write failed (%s)", strerror(errno ? errno : EIO));
 }
 
 static char *read_file(const char *path, size_t *len) {
@@ -1411,6 +1568,7 @@ static Tokenizer *open_tokenizer(const Options *o) {
     }
     Tokenizer *t = tokenizer_load(path, err, sizeof err);
     if (!t) die("%s", err); /* the message names the file */
+    note_input(path);
     return t;
 }
 
@@ -1441,30 +1599,6 @@ static void print_ids(const char *label, const int *ids, int n) {
     fputc('\n', stderr);
 }
 
-/* Write all of buf to f or die: an output that could not be written must
- * not look complete. */
-static void write_all(FILE *f, const void *buf, size_t size, const char *path) {
-    if (size && fwrite(buf, 1, size, f) != size) die("%s: write failed (%s)", path, strerror(errno));
-}
-
-/* Output files go to PATH.tmp and are renamed when complete. */
-typedef struct { FILE *f; char *path, *tmp; } OutFile;
-static void out_open(OutFile *o, const char *path) {
-    size_t n = strlen(path) + 5;
-    o->path = xcalloc(n, 1);
-    o->tmp = xcalloc(n, 1);
-    snprintf(o->path, n, "%s", path);
-    snprintf(o->tmp, n, "%s.tmp", path);
-    o->f = fopen(o->tmp, "wb");
-    if (!o->f) die("%s: cannot create (%s)", o->tmp, strerror(errno));
-}
-static void out_close(OutFile *o) {
-    if (fclose(o->f) != 0) { unlink(o->tmp); die("%s: write failed (%s)", o->tmp, strerror(errno)); }
-    if (rename(o->tmp, o->path) != 0) { unlink(o->tmp); die("%s: cannot rename into place (%s)", o->path, strerror(errno)); }
-    free(o->path);
-    free(o->tmp);
-}
-
 static void check_fits(int n, const RunState *s) {
     if (n > s->ctx) die("the sequence has %d tokens but the context is %d positions (-c, at most the model's "
                         "max_position_embeddings)", n, s->ctx);
@@ -1488,25 +1622,126 @@ static void hidden_output(Trace *t, const char *module, int layer, int pos, cons
     if (k >= 0) memcpy(hs->h + ((size_t)k * hs->n + pos) * hs->dim, x, (size_t)rows * cols * sizeof(float));
 }
 
-/* -m logits: one forward pass over the sequence; every position's logits
- * (and, optionally, HF output_hidden_states) to raw float32 files. */
+/* --dump DIR: every module's output for the whole sequence, one .npy per
+ * Hugging Face module path (notes/verification.md lists them): rows are
+ * gathered chunk by chunk in memory and written at the end. */
+typedef struct {
+    char *name;
+    float *data;
+    long shape[3];
+    int ndim;
+} Tensor;
+
+typedef struct {
+    Trace trace;
+    Tensor *t;
+    int count, cap, n, n_heads;
+} Dump;
+
+static Tensor *dump_tensor(Dump *d, const char *name, int ndim, long s0, long s1, long s2) {
+    for (int i = 0; i < d->count; i++)
+        if (!strcmp(d->t[i].name, name)) return &d->t[i];
+    if (d->count == d->cap) {
+        d->cap = d->cap ? 2 * d->cap : 64;
+        Tensor *nt = realloc(d->t, (size_t)d->cap * sizeof(Tensor));
+        if (!nt) die("out of memory");
+        d->t = nt;
+    }
+    Tensor *t = &d->t[d->count++];
+    t->name = strdup(name);
+    t->ndim = ndim;
+    t->shape[0] = s0, t->shape[1] = s1, t->shape[2] = s2;
+    t->data = xcalloc((size_t)s0 * s1, (size_t)(ndim == 3 ? s2 : 1) * sizeof(float));
+    if (!t->name) die("out of memory");
+    return t;
+}
+
+static void dump_name(char *buf, size_t cap, const char *module, int layer) {
+    if (layer < 0) snprintf(buf, cap, "%s", module);
+    else snprintf(buf, cap, "model.layers.%d%s%s", layer, module[0] ? "." : "", module);
+}
+
+static void dump_output(Trace *tr, const char *module, int layer, int pos, const float *x, int rows, int cols) {
+    Dump *d = (Dump *)tr;
+    char name[128];
+    dump_name(name, sizeof name, module, layer);
+    Tensor *t = dump_tensor(d, name, 2, d->n, cols, 0);
+    memcpy(t->data + (size_t)pos * cols, x, (size_t)rows * cols * sizeof(float));
+}
+
+static void dump_weights(Trace *tr, int layer, int h, int p, int first, const float *w, int n_keys) {
+    Dump *d = (Dump *)tr;
+    char name[128];
+    dump_name(name, sizeof name, "self_attn.attn_weights", layer);
+    Tensor *t = dump_tensor(d, name, 3, d->n_heads, d->n, d->n);
+    memcpy(t->data + ((size_t)h * d->n + p) * d->n + first, w, (size_t)n_keys * sizeof(float));
+}
+
+static void dump_write(Dump *d, const char *dir) {
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) die("%s: --dump wants a folder", dir);
+    } else {
+        if (mkdir(dir, 0777) != 0) die("%s: cannot create the folder (%s)", dir, strerror(errno));
+        made_dir = (char *)dir;
+    }
+    for (int i = 0; i < d->count; i++) {
+        Tensor *t = &d->t[i];
+        size_t len = strlen(dir) + strlen(t->name) + 8;
+        char *path = xcalloc(len, 1);
+        snprintf(path, len, "%s/%s.npy", dir, t->name);
+        OutFile f;
+        out_open_floats(&f, path, t->shape, t->ndim);
+        out_write(&f, t->data, (size_t)t->shape[0] * t->shape[1] * (t->ndim == 3 ? t->shape[2] : 1) * sizeof(float));
+        out_close(&f);
+    }
+}
+
+static void dump_free(Dump *d) {
+    for (int i = 0; i < d->count; i++) free(d->t[i].name), free(d->t[i].data);
+    free(d->t);
+}
+
+/* -m logits: one forward pass over the sequence: every position's logits
+ * (-o), HF's output_hidden_states (--hidden), every module's output
+ * (--dump), or a readable top-K view (--top). */
 static void run_logits(Model *m, RunState *s, const Options *o, Tokenizer *tok) {
     const Config *c = &m->config;
+    if (!o->out_path && !o->hidden_path && !o->dump_dir && o->top_k == 0)
+        bad_usage("-m logits needs -o FILE, --hidden FILE, --dump DIR or --top K");
+    if (o->out_path) check_output(o->out_path);
+    if (o->hidden_path) check_output(o->hidden_path);
+    if (o->out_path && o->hidden_path && !strcmp(o->out_path, o->hidden_path))
+        bad_usage("%s is named twice as an output", o->out_path);
     int n;
     int *ids = prompt_ids(o, tok, c->vocab_size, &n);
     if (n == 0) die("empty sequence: nothing to run");
     check_fits(n, s);
     if (!o->ids || o->verbose) print_ids("ids: ", ids, n);
-    if (!o->out_path && !o->hidden_path && o->top_k == 0) bad_usage("-m logits needs -o FILE, --hidden FILE or --top K");
     Hidden hs = {{hidden_output, NULL}, NULL, n, c->n_layers, c->dim};
+    Dump dump = {{dump_output, dump_weights}, NULL, 0, 0, n, c->n_heads};
+    Trace *tr = o->dump_dir ? &dump.trace : o->hidden_path ? &hs.trace : NULL;
     if (o->hidden_path) hs.h = xcalloc((size_t)(c->n_layers + 1) * n, (size_t)c->dim * sizeof(float));
     OutFile out = {0};
-    if (o->out_path) out_open(&out, o->out_path);
+    long shape[3] = {n, c->vocab_size};
+    if (o->out_path) out_open_floats(&out, o->out_path, shape, 2);
     float *logits = xcalloc((size_t)CHUNK * c->vocab_size, sizeof(float));
     for (int i = 0; i < n; i += CHUNK) {
         int len = n - i < CHUNK ? n - i : CHUNK;
-        forward_chunk(m, s, ids + i, len, i, logits, 1, o->hidden_path ? &hs.trace : NULL);
-        if (o->out_path) write_all(out.f, logits, (size_t)len * c->vocab_size * sizeof(float), out.tmp);
+        forward_chunk(m, s, ids + i, len, i, logits, 1, tr);
+        if (tr == &dump.trace && o->hidden_path) /* --hidden from the dump's rows */
+            for (int b = 0; b < len; b++) {
+                static const char *rows_of[] = {"model.embed_tokens", "model.norm"};
+                for (int k = 0; k <= c->n_layers; k++) {
+                    char name[64];
+                    if (k == 0 || k == c->n_layers) snprintf(name, sizeof name, "%s", rows_of[k ? 1 : 0]);
+                    else snprintf(name, sizeof name, "model.layers.%d", k - 1);
+                    Tensor *t = dump_tensor(&dump, name, 2, n, c->dim, 0);
+                    memcpy(hs.h + ((size_t)k * n + i + b) * c->dim, t->data + (size_t)(i + b) * c->dim,
+                           (size_t)c->dim * sizeof(float));
+                }
+            }
+        if (o->out_path) out_write(&out, logits, (size_t)len * c->vocab_size * sizeof(float));
         for (int b = 0; b < len && o->top_k > 0; b++) {
             const float *row = logits + (size_t)b * c->vocab_size;
             int id = ids[i + b];
@@ -1532,10 +1767,14 @@ static void run_logits(Model *m, RunState *s, const Options *o, Tokenizer *tok) 
     if (o->out_path) out_close(&out);
     if (o->hidden_path) {
         OutFile hf;
-        out_open(&hf, o->hidden_path);
-        write_all(hf.f, hs.h, (size_t)(c->n_layers + 1) * n * c->dim * sizeof(float), hf.tmp);
+        long hshape[3] = {c->n_layers + 1, n, c->dim};
+        out_open_floats(&hf, o->hidden_path, hshape, 3);
+        out_write(&hf, hs.h, (size_t)(c->n_layers + 1) * n * c->dim * sizeof(float));
         out_close(&hf);
     }
+    if (o->dump_dir) dump_write(&dump, o->dump_dir);
+    commit_outputs();
+    dump_free(&dump);
     free(logits);
     free(hs.h);
     free(ids);
@@ -1668,7 +1907,8 @@ static void run_chat(Model *m, RunState *s, const Options *o, Tokenizer *tok, Sa
     for (;;) {
         if (interactive) { fputs("USER: ", stdout); fflush(stdout); }
         ssize_t len = getline(&line, &line_cap, stdin);
-        if (len < 0) {         /* EOF ends the chat */
+        if (len < 0) { /* the end of input ends the chat; a read error is an error */
+            if (ferror(stdin)) die("standard input: read error (%s)", strerror(errno));
             if (interactive) putchar('\n');
             break;
         }
@@ -1695,6 +1935,7 @@ static void run_chat(Model *m, RunState *s, const Options *o, Tokenizer *tok, Sa
         free(ids);
         printf("\n");
         fflush(stdout);
+        check_stdout();
         if (o->verbose) print_ids("answer ids: ", answer, got);
         /* close the turn with </s> if the answer was cut short, so that the
          * transcript keeps the template's shape */
@@ -1760,6 +2001,7 @@ static void parse_args(Options *o, int argc, char **argv) {
         else if (!strcmp(a, "-y")) o->system = v;
         else if (!strcmp(a, "-o")) o->out_path = v;
         else if (!strcmp(a, "--hidden")) o->hidden_path = v;
+        else if (!strcmp(a, "--dump")) o->dump_dir = v;
         else if (!strcmp(a, "--top")) o->top_k = (int)parse_long(v, a, 1, 1000);
         else if (!strcmp(a, "-T")) o->threads = (int)parse_long(v, a, 1, 4096);
         else bad_usage("unknown option '%s'", a);
@@ -1772,19 +2014,50 @@ static void parse_args(Options *o, int argc, char **argv) {
     if (sources > 1) bad_usage("give only one of -i, -f and --ids");
 }
 
+/* A model file truncated or rewritten while it is mapped: reading the
+ * missing pages raises SIGBUS. One line and exit 1 instead of a bare crash. */
+static char sigbus_msg[512];
+static void on_sigbus(int sig) {
+    (void)sig;
+    ssize_t r = write(STDERR_FILENO, sigbus_msg, strlen(sigbus_msg));
+    (void)r;
+    remove_temporaries();
+    _exit(1);
+}
+
+/* Standard input, output and error open whatever the caller left closed,
+ * so that no file raktn opens becomes one of them: a closed stdout gets
+ * /dev/null read-only, so that writing to it fails (and is reported)
+ * rather than landing in an output file. */
+static void reserve_std_fds(void) {
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+            int got = open("/dev/null", fd == 2 ? O_WRONLY : O_RDONLY);
+            if (got >= 0 && got != fd) { dup2(got, fd); close(got); }
+        }
+}
+
 #ifndef RAKTN_NO_MAIN
 int main(int argc, char **argv) {
+    reserve_std_fds();
     Options o;
     parse_args(&o, argc, argv);
 #if defined(_OPENMP) && !defined(RAKTN_PLAIN)
     if (o.threads > 0) omp_set_num_threads(o.threads);
 #endif
-    if (!strcmp(o.mode, "tokenize")) { run_tokenize(&o); return 0; }
-    if (!strcmp(o.mode, "detokenize")) { run_detokenize(&o); return 0; }
+    if (!strcmp(o.mode, "tokenize")) { run_tokenize(&o); check_stdout(); return 0; }
+    if (!strcmp(o.mode, "detokenize")) { run_detokenize(&o); check_stdout(); return 0; }
     if (!o.model_path) bad_usage("MODEL.bin is required for -m %s", o.mode);
 
     Model m = {0};
     load_model(&m, o.model_path);
+    note_input(o.model_path);
+    snprintf(sigbus_msg, sizeof sigbus_msg, "raktn: error: %s: the file changed (truncated?) while raktn was "
+             "reading it\n", o.model_path);
+    struct sigaction sa = {0};
+    sa.sa_handler = on_sigbus;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
     const Config *c = &m.config;
     if (o.ctx > c->max_seq_len) bad_usage("-c %d exceeds the model's max_position_embeddings (%d)", o.ctx, c->max_seq_len);
     RunState s;
@@ -1803,6 +2076,10 @@ int main(int argc, char **argv) {
     }
     if (tok && tokenizer_vocab_size(tok) > c->vocab_size)
         die("tokenizer has %d pieces but the model's vocabulary is %d", tokenizer_vocab_size(tok), c->vocab_size);
+    if (tok && tokenizer_vocab_size(tok) < c->vocab_size)
+        fprintf(stderr, "raktn: warning: the tokenizer has %d pieces, the model's vocabulary %d: ids %d..%d have "
+                "no text and print nothing\n", tokenizer_vocab_size(tok), c->vocab_size, tokenizer_vocab_size(tok),
+                c->vocab_size - 1);
 
     Sampler sp = {.temperature = o.temperature, .top_p = o.top_p, .rng = o.seed ? o.seed : (uint64_t)time(NULL)};
     sp.rng = sp.rng * 0x9E3779B97F4A7C15ULL + 1; /* never 0: xorshift would stick */
@@ -1813,6 +2090,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(o.mode, "logits")) run_logits(&m, &s, &o, tok);
     else if (!strcmp(o.mode, "ppl")) run_ppl(&m, &s, &o, tok);
 
+    check_stdout();
     free(sp.idx);
     if (tok) tokenizer_free(tok);
     free_state(&s);
