@@ -641,6 +641,42 @@ START_TEST(test_exporter_refuses) {
 }
 END_TEST
 
+/* Unknown characters: tokenizer.c always fuses them (HF fuse_unk=true, what
+ * LlamaConverter writes). A tokenizer.json with fuse_unk false is refused when
+ * that can matter (some byte piece missing) and accepted when it cannot (all
+ * 256 byte pieces: nothing is ever unknown). A tokenizer.model without
+ * byte_fallback is refused (the exporter reads only byte_fallback models). */
+static int export_with_fuse_unk(const char *src_dir, const char *fuse) {
+    char cmd[1024];
+    const char *py = getenv("PYTHON") ? getenv("PYTHON") : "python3";
+    snprintf(cmd, sizeof cmd, "mkdir -p " WORK "exp/fuse && %s -c 'import json,sys; "
+             "t = json.load(open(sys.argv[1], encoding=\"utf-8\")); t[\"model\"][\"fuse_unk\"] = %s; "
+             "json.dump(t, open(sys.argv[2], \"w\", encoding=\"utf-8\"))' %s/tokenizer.json "
+             WORK "exp/fuse/tokenizer.json", py, fuse, src_dir);
+    ck_assert_int_eq(system(cmd), 0);
+    remove(WORK "exp/fuse.bin");
+    return run_export(WORK "exp/fuse", WORK "exp/fuse.bin");
+}
+
+START_TEST(test_exporter_fuse_unk) {
+    size_t n;
+    ck_assert_int_ne(export_with_fuse_unk("tests/tokenizer/nobytes", "False"), 0);
+    char *log = tu_read_file(WORK "export.log", &n);
+    ck_assert_ptr_nonnull(strstr(log, "fuse_unk"));
+    free(log);
+    ck_assert_ptr_null(fopen(WORK "exp/fuse.bin", "rb"));
+    ck_assert_int_ne(export_with_fuse_unk("tests/tokenizer/asciibytes", "None"), 0);
+    ck_assert_int_eq(export_with_fuse_unk("tests/tokenizer/nobytes", "True"), 0);
+    ck_assert_int_eq(export_with_fuse_unk("tests/tokenizer/byteslast", "False"), 0);
+    ck_assert_int_eq(system("mkdir -p " WORK "exp/nobytes-model && cp tests/tokenizer/nobytes/tokenizer.model "
+                            WORK "exp/nobytes-model/"), 0);
+    ck_assert_int_ne(run_export(WORK "exp/nobytes-model", WORK "exp/fuse.bin"), 0);
+    log = tu_read_file(WORK "export.log", &n);
+    ck_assert_ptr_nonnull(strstr(log, "byte_fallback"));
+    free(log);
+}
+END_TEST
+
 static Suite *tokenizer_suite(void) {
     Suite *s = suite_create("tokenizer");
     TCase *tc = tcase_create("encode");
@@ -677,6 +713,7 @@ static Suite *tokenizer_suite(void) {
     tcase_add_test(tc, test_load_time);
     tcase_add_test(tc, test_corrupt_files);
     tcase_add_test(tc, test_exporter_refuses);
+    tcase_add_test(tc, test_exporter_fuse_unk);
     suite_add_tcase(s, tc);
     return s;
 }
