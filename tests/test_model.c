@@ -11,6 +11,7 @@
  * chunks (the real binary, with CHUNK 128, is exercised by tests/test_cli.c).
  */
 #define CHUNK 5
+#define _GNU_SOURCE /* strndup */
 #define RAKTN_NO_MAIN
 #pragma GCC diagnostic ignored "-Wunused-function" /* the CLI parts of raktn.c */
 #include "../raktn.c"
@@ -485,6 +486,114 @@ START_TEST(test_attention_kernels) {
 }
 END_TEST
 
+/* Read a .npy file of float32 (version 1.0, '<f4', C order): its shape and
+ * data. Written here from NumPy's format description, not from raktn's
+ * writer. */
+static float *read_npy(const char *path, long shape[3], int *ndim) {
+    size_t len;
+    char *buf = tu_read_file(path, &len);
+    ck_assert_msg(buf != NULL, "missing %s", path);
+    ck_assert_msg(len >= 10 && memcmp(buf, "\x93NUMPY\x01\x00", 8) == 0, "%s: not .npy 1.0", path);
+    size_t hlen = (unsigned char)buf[8] | (size_t)(unsigned char)buf[9] << 8;
+    ck_assert_msg((10 + hlen) % 64 == 0 && buf[10 + hlen - 1] == '\n', "%s: header not padded to 64", path);
+    char *h = strndup(buf + 10, hlen);
+    ck_assert_msg(strstr(h, "'descr': '<f4'") && strstr(h, "'fortran_order': False"), "%s: header %s", path, h);
+    char *sh = strstr(h, "'shape': (");
+    ck_assert(sh);
+    sh += 10;
+    *ndim = 0;
+    while (*sh != ')') {
+        char *end;
+        shape[(*ndim)++] = strtol(sh, &end, 10);
+        sh = end;
+        while (*sh == ',' || *sh == ' ') sh++;
+    }
+    size_t n = 1;
+    for (int i = 0; i < *ndim; i++) n *= (size_t)shape[i];
+    ck_assert_msg(len == 10 + hlen + n * 4, "%s: %zu bytes for %zu floats", path, len, n);
+    float *data = malloc(n * 4 + 1);
+    memcpy(data, buf + 10 + hlen, n * 4);
+    free(h), free(buf);
+    return data;
+}
+
+/* --dump's module outputs (the trace of the forward pass, written by
+ * dump_write as .npy) against HF's fixtures where HF has them: embeddings,
+ * each layer's output and the final norm (output_hidden_states), lm_head
+ * (the logits); every layer's files present with their shapes; attention
+ * weights: rows that sum to 1, zero outside each position's window. */
+START_TEST(test_dump_matches_hf) {
+    Case cs = {"hd128", "hd128"}; /* window 12 over 30 positions */
+    Fixture f;
+    fixture_open(&f, &cs);
+    const Config *c = &f.m.config;
+    RunState st;
+    init_state(&st, c, c->max_seq_len);
+    Dump d = {{dump_output, dump_weights}, NULL, 0, 0, f.n, c->n_heads};
+    float *logits = calloc((size_t)CHUNK * c->vocab_size, sizeof(float));
+    for (int i = 0; i < f.n; i += CHUNK) {
+        int len = f.n - i < CHUNK ? f.n - i : CHUNK;
+        forward_chunk(&f.m, &st, f.ids + i, len, i, logits, 1, &d.trace);
+    }
+    const char *dir = "tests/work/dump-hd128";
+    ck_assert(system("rm -rf tests/work/dump-hd128") == 0);
+    dump_write(&d, dir);
+    commit_outputs();
+    dump_free(&d);
+    int hd = c->head_dim, q = c->n_heads * hd, kv = c->n_kv_heads * hd, D = c->dim, F = c->hidden_dim;
+    const struct { const char *module; long cols; } per_layer[] = {
+        {"input_layernorm", D}, {"self_attn.q_proj", q}, {"self_attn.k_proj", kv}, {"self_attn.v_proj", kv},
+        {"self_attn.q_rope", q}, {"self_attn.k_rope", kv}, {"self_attn.attn_output", q}, {"self_attn.o_proj", D},
+        {"post_attention_layernorm", D}, {"mlp.gate_proj", F}, {"mlp.up_proj", F}, {"mlp.act_fn", F},
+        {"mlp.down_proj", D}, {"", D}};
+    char path[256];
+    long shape[3];
+    int ndim;
+    for (int l = 0; l < c->n_layers; l++) {
+        for (size_t k = 0; k < sizeof per_layer / sizeof per_layer[0]; k++) {
+            snprintf(path, sizeof path, "%s/model.layers.%d%s%s.npy", dir, l, per_layer[k].module[0] ? "." : "",
+                     per_layer[k].module);
+            float *x = read_npy(path, shape, &ndim);
+            ck_assert_msg(ndim == 2 && shape[0] == f.n && shape[1] == per_layer[k].cols, "%s: shape", path);
+            if (!per_layer[k].module[0] && l < c->n_layers - 1) { /* layer output = hidden state l+1 */
+                float e = max_abs_diff(x, f.ref_hidden + (size_t)(l + 1) * f.n * D, (size_t)f.n * D);
+                ck_assert_msg(e <= TOL, "%s differs from HF's hidden state %d by %g", path, l + 1, e);
+            }
+            free(x);
+        }
+        snprintf(path, sizeof path, "%s/model.layers.%d.self_attn.attn_weights.npy", dir, l);
+        float *w = read_npy(path, shape, &ndim);
+        ck_assert(ndim == 3 && shape[0] == c->n_heads && shape[1] == f.n && shape[2] == f.n);
+        for (int h = 0; h < c->n_heads; h++)
+            for (int p = 0; p < f.n; p++) {
+                double sum = 0;
+                for (int t = 0; t < f.n; t++) {
+                    float v = w[((size_t)h * f.n + p) * f.n + t];
+                    if (t > p || t < p - c->sliding_window + 1) ck_assert_msg(v == 0, "weight outside the window");
+                    sum += v;
+                }
+                ck_assert_msg(fabs(sum - 1) < 1e-5, "layer %d head %d position %d: weights sum to %g", l, h, p, sum);
+            }
+        free(w);
+    }
+    const struct { const char *name; const float *ref; long cols; } whole[] = {
+        {"model.embed_tokens", f.ref_hidden, D},
+        {"model.norm", f.ref_hidden + (size_t)c->n_layers * f.n * D, D},
+        {"lm_head", f.ref_logits, c->vocab_size}};
+    for (int k = 0; k < 3; k++) {
+        snprintf(path, sizeof path, "%s/%s.npy", dir, whole[k].name);
+        float *x = read_npy(path, shape, &ndim);
+        ck_assert(ndim == 2 && shape[0] == f.n && shape[1] == whole[k].cols);
+        float e = max_abs_diff(x, whole[k].ref, (size_t)f.n * whole[k].cols);
+        ck_assert_msg(e <= TOL, "%s differs from HF by %g", path, e);
+        free(x);
+    }
+    free(logits);
+    free_state(&st);
+    fixture_close(&f);
+}
+END_TEST
+
 #ifndef RAKTN_PLAIN
 /* ---- Part 2's kernels against their plain twins (full build only) ---- */
 
@@ -617,6 +726,7 @@ Suite *model_suite(void) {
     tcase_add_test(tc, test_plain_matmul);
     tcase_add_test(tc, test_plain_softmax_silu);
     tcase_add_test(tc, test_attention_kernels);
+    tcase_add_test(tc, test_dump_matches_hf);
 #ifndef RAKTN_PLAIN
     tcase_add_loop_test(tc, test_plain_kernels_match_hf, 0, N_CASES);
     tcase_add_test(tc, test_decode_kernels_agree);
