@@ -3,7 +3,10 @@
 #   make plain      build ./raktn-plain: the model part of raktn.c alone
 #                   (-DRAKTN_PLAIN: plain C, no vectors, no threads) and run
 #                   the model tests on it
-#   make test       build and run the Check test suite (the plain build too)
+#   make truth      build ./raktn-truth: the plain build with every quantity
+#                   in double (the model's exact math; writes float64)
+#   make test       build and run the Check test suite (the plain and truth
+#                   builds too)
 #   make test-asan  the same suite under AddressSanitizer + UBSan
 #   make demo       generate a small checkpoint, export it and run it end to end
 CC      ?= cc
@@ -27,11 +30,12 @@ OMP_CFLAGS := -fopenmp
 endif
 # the plain build: Part 1 of raktn.c does all the computing
 PLAIN_CFLAGS := $(CFLAGS) -DRAKTN_PLAIN
+TRUTH_CFLAGS := $(PLAIN_CFLAGS) -DRAKTN_TRUTH
 override CFLAGS += $(OMP_CFLAGS)
 
-TESTS = tests/test_model tests/test_tokenizer tests/test_cli tests/test_robust tests/test_model_plain
+TESTS = tests/test_model tests/test_tokenizer tests/test_cli tests/test_robust tests/test_model_plain tests/test_truth
 
-.PHONY: all plain test test-asan demo clean fixtures-data
+.PHONY: all plain truth test test-asan demo clean fixtures-data
 all: raktn
 
 raktn: raktn.c tokenizer.c tokenizer.h
@@ -40,6 +44,11 @@ raktn: raktn.c tokenizer.c tokenizer.h
 raktn-plain: raktn.c tokenizer.c tokenizer.h
 	$(CC) $(PLAIN_CFLAGS) $(LDFLAGS) -o $@ raktn.c tokenizer.c $(LDLIBS)
 
+raktn-truth: raktn.c tokenizer.c tokenizer.h
+	$(CC) $(TRUTH_CFLAGS) $(LDFLAGS) -o $@ raktn.c tokenizer.c $(LDLIBS)
+
+truth: raktn-truth
+
 plain: raktn-plain tests/test_model_plain fixtures-data
 	@PYTHON=$(PYTHON) TEST_PY= sh tests/run.sh tests/test_model_plain
 
@@ -47,6 +56,9 @@ plain: raktn-plain tests/test_model_plain fixtures-data
 # test_model includes raktn.c and links tokenizer.c beside it.
 tests/test_model: tests/test_model.c tests/testutil.h raktn.c tokenizer.c tokenizer.h
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< tokenizer.c $(LDLIBS) $(CHECK_LIBS)
+
+tests/test_truth: tests/test_truth.c tests/testutil.h raktn.c tokenizer.c tokenizer.h
+	$(CC) $(TRUTH_CFLAGS) $(CHECK_CFLAGS) -o $@ $< tokenizer.c $(LDLIBS) $(CHECK_LIBS)
 
 tests/test_model_plain: tests/test_model.c tests/testutil.h raktn.c tokenizer.c tokenizer.h
 	$(CC) $(PLAIN_CFLAGS) $(CHECK_CFLAGS) -o $@ $< tokenizer.c $(LDLIBS) $(CHECK_LIBS)
@@ -59,7 +71,7 @@ tests/test_%: tests/test_%.c tests/testutil.h tests/testrun.h raktn.c tokenizer.
 fixtures-data: raktn
 	PYTHON=$(PYTHON) sh tests/prepare.sh
 
-test: raktn raktn-plain $(TESTS) fixtures-data
+test: raktn raktn-plain raktn-truth $(TESTS) fixtures-data
 	@PYTHON=$(PYTHON) sh tests/run.sh $(TESTS)
 
 test-asan:
@@ -87,7 +99,7 @@ demo: raktn
 	./raktn demo/model/model.bin -m logits -i "Hello, world" --top 3
 
 clean:
-	rm -f raktn raktn-plain $(TESTS)
+	rm -f raktn raktn-plain raktn-truth $(TESTS)
 
 # Fuzzing (libFuzzer, clang) and the fuzz regression run live in fuzz/fuzz.mk.
 -include fuzz/fuzz.mk

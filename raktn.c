@@ -30,7 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <math.h>
+#include <tgmath.h> /* <math.h>, and exp(x) typed by its argument */
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -97,6 +97,16 @@ typedef struct {
 
 enum { DTYPE_F32 = 0, DTYPE_BF16 = 1 };
 
+/* The type every activation is computed in: float, as transformers does in
+ * fp32; double in the truth build (make truth: the model's exact math, to
+ * measure how far fp32 implementations are from it). Math functions come
+ * from <tgmath.h>, so exp(x) is expf for a float and exp for a double. */
+#ifdef RAKTN_TRUTH
+typedef double real;
+#else
+typedef float real;
+#endif
+
 /* The weights, as in the HF checkpoint: each points into the mapped file
  * at fp32 or bf16 values (Config.dtype), row-major as in PyTorch, so a
  * Linear's weight is [out_features][in_features]. */
@@ -150,20 +160,20 @@ struct Fast; /* Part 2's scratch memory (none in the plain build) */
 typedef struct {
     int ctx;          /* positions this run may reach (<= max_seq_len) */
     int cache_len;    /* slots in the ring: min(sliding_window, ctx), or ctx */
-    float *x;         /* [CHUNK][dim] the residual stream */
-    float *xb;        /* [CHUNK][dim] a block's normed input */
-    float *q;         /* [CHUNK][n_heads*head_dim] queries */
-    float *k, *v;     /* [CHUNK][n_kv_heads*head_dim] this chunk's keys and values */
-    float *att_out;   /* [CHUNK][n_heads*head_dim] attention output, before o_proj */
-    float *proj;      /* [CHUNK][dim] output of o_proj or down_proj */
-    float *gate, *up; /* [CHUNK][hidden_dim] */
-    float *scores;    /* [cache_len] one query's attention weights */
-    float *inv_freq;  /* [head_dim/2] RoPE frequencies */
-    float *rope_cos, *rope_sin; /* [CHUNK][head_dim/2] the chunk's RoPE angles */
-    float *key_cache; /* [n_layers][n_kv_heads][cache_len][head_dim] (kv_offset) */
-    float *value_cache;
-    size_t kv_floats; /* in each cache */
-    float *logits;    /* [vocab] the last position's logits */
+    real *x;         /* [CHUNK][dim] the residual stream */
+    real *xb;        /* [CHUNK][dim] a block's normed input */
+    real *q;         /* [CHUNK][n_heads*head_dim] queries */
+    real *k, *v;     /* [CHUNK][n_kv_heads*head_dim] this chunk's keys and values */
+    real *att_out;   /* [CHUNK][n_heads*head_dim] attention output, before o_proj */
+    real *proj;      /* [CHUNK][dim] output of o_proj or down_proj */
+    real *gate, *up; /* [CHUNK][hidden_dim] */
+    real *scores;    /* [cache_len] one query's attention weights */
+    real *inv_freq;  /* [head_dim/2] RoPE frequencies */
+    real *rope_cos, *rope_sin; /* [CHUNK][head_dim/2] the chunk's RoPE angles */
+    real *key_cache; /* [n_layers][n_kv_heads][cache_len][head_dim] (kv_offset) */
+    real *value_cache;
+    size_t kv_floats; /* values in each cache */
+    real *logits;    /* [vocab] the last position's logits */
     struct Fast *fast;
 } RunState;
 
@@ -186,14 +196,14 @@ static void fast_init(RunState *s, const Config *c);
 static void fast_free(RunState *s);
 #endif
 
-static float *new_kv_cache(size_t floats) {
+static real *new_kv_cache(size_t floats) {
 #ifndef RAKTN_PLAIN
     return fast_kv_cache(floats); /* the same zeroed floats, in 2 MB pages */
 #endif
-    return xcalloc(floats, sizeof(float));
+    return xcalloc(floats, sizeof(real));
 }
 
-static void free_kv_cache(float *p, size_t floats) {
+static void free_kv_cache(real *p, size_t floats) {
 #ifndef RAKTN_PLAIN
     fast_kv_cache_free(p, floats);
     return;
@@ -205,23 +215,23 @@ static void init_state(RunState *s, const Config *c, int ctx) {
     size_t D = c->dim, Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
     s->ctx = ctx;
     s->cache_len = (c->sliding_window > 0 && c->sliding_window < ctx) ? c->sliding_window : ctx;
-    s->x = xcalloc(CHUNK * D, sizeof(float));
-    s->xb = xcalloc(CHUNK * D, sizeof(float));
-    s->q = xcalloc(CHUNK * Q, sizeof(float));
-    s->k = xcalloc(CHUNK * KV, sizeof(float));
-    s->v = xcalloc(CHUNK * KV, sizeof(float));
-    s->att_out = xcalloc(CHUNK * Q, sizeof(float));
-    s->proj = xcalloc(CHUNK * D, sizeof(float));
-    s->gate = xcalloc(CHUNK * (size_t)c->hidden_dim, sizeof(float));
-    s->up = xcalloc(CHUNK * (size_t)c->hidden_dim, sizeof(float));
-    s->scores = xcalloc((size_t)s->cache_len, sizeof(float));
-    s->logits = xcalloc((size_t)c->vocab_size, sizeof(float));
-    s->rope_cos = xcalloc(CHUNK * ((size_t)c->head_dim / 2), sizeof(float));
-    s->rope_sin = xcalloc(CHUNK * ((size_t)c->head_dim / 2), sizeof(float));
+    s->x = xcalloc(CHUNK * D, sizeof(real));
+    s->xb = xcalloc(CHUNK * D, sizeof(real));
+    s->q = xcalloc(CHUNK * Q, sizeof(real));
+    s->k = xcalloc(CHUNK * KV, sizeof(real));
+    s->v = xcalloc(CHUNK * KV, sizeof(real));
+    s->att_out = xcalloc(CHUNK * Q, sizeof(real));
+    s->proj = xcalloc(CHUNK * D, sizeof(real));
+    s->gate = xcalloc(CHUNK * (size_t)c->hidden_dim, sizeof(real));
+    s->up = xcalloc(CHUNK * (size_t)c->hidden_dim, sizeof(real));
+    s->scores = xcalloc((size_t)s->cache_len, sizeof(real));
+    s->logits = xcalloc((size_t)c->vocab_size, sizeof(real));
+    s->rope_cos = xcalloc(CHUNK * ((size_t)c->head_dim / 2), sizeof(real));
+    s->rope_sin = xcalloc(CHUNK * ((size_t)c->head_dim / 2), sizeof(real));
     /* MistralRotaryEmbedding: inv_freq[i] = 1 / theta^(2i/head_dim), in fp32 */
-    s->inv_freq = xcalloc((size_t)c->head_dim / 2, sizeof(float));
+    s->inv_freq = xcalloc((size_t)c->head_dim / 2, sizeof(real));
     for (int i = 0; i < c->head_dim / 2; i++)
-        s->inv_freq[i] = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_dim);
+        s->inv_freq[i] = 1 / pow((real)c->rope_theta, (real)(2 * i) / (real)c->head_dim);
     size_t per_layer = (size_t)s->cache_len * KV;
     if (per_layer > SIZE_MAX / 4 / (size_t)c->n_layers)
         die("out of memory (a KV cache of %d positions)", s->cache_len);
@@ -238,7 +248,7 @@ static void free_state(RunState *s) {
 #ifndef RAKTN_PLAIN
     fast_free(s);
 #endif
-    float *bufs[] = {s->x,      s->xb,       s->q,        s->k,        s->v,       s->att_out,
+    real *bufs[] = {s->x,      s->xb,       s->q,        s->k,        s->v,       s->att_out,
                      s->proj,   s->gate,     s->up,       s->scores,   s->logits,  s->rope_cos,
                      s->rope_sin, s->inv_freq};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -252,11 +262,11 @@ static void free_state(RunState *s) {
 
 /* nn.Linear without bias, for a batch of positions:
  * out[b][i] = sum_k W[i][k] * x[b][k], W is [d][n], x is [batch][n]. */
-static void matmul(float *out, const float *x, const void *w, int batch, int n, int d, int dtype) {
+static void matmul(real *out, const real *x, const void *w, int batch, int n, int d, int dtype) {
     if (FAST(matmul_fast(out, x, w, batch, n, d, dtype))) return;
     for (int b = 0; b < batch; b++)
         for (int i = 0; i < d; i++) {
-            float sum = 0.0f;
+            real sum = 0;
             for (int k = 0; k < n; k++) sum += weight_at(w, (size_t)i * n + k, dtype) * x[(size_t)b * n + k];
             out[(size_t)b * d + i] = sum;
         }
@@ -264,34 +274,35 @@ static void matmul(float *out, const float *x, const void *w, int batch, int n, 
 
 /* MistralRMSNorm: out = w * x / sqrt(mean(x^2) + eps). No mean subtracted,
  * no bias; w is a learned per-channel scale. */
-static void rmsnorm(float *out, const float *x, const void *w, int n, float eps, int dtype) {
+static void rmsnorm(real *out, const real *x, const void *w, int n, float eps, int dtype) {
     double ss = 0; /* double: the one long sum here */
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float inv = 1.0f / sqrtf((float)(ss / n) + eps);
+    real inv = 1 / sqrt((real)(ss / n) + eps);
     for (int i = 0; i < n; i++) out[i] = weight_at(w, (size_t)i, dtype) * (x[i] * inv);
 }
 
 /* MistralRotaryEmbedding: the cosine and sine of each position's angles,
- * angle = float(p) * inv_freq[i], computed in fp32 as HF does. */
+ * angle = float(p) * inv_freq[i], computed in fp32 as HF does (in double in
+ * the truth build). */
 static void rope_angles(RunState *s, int head_dim, int pos, int n) {
     int half = head_dim / 2;
     for (int b = 0; b < n; b++)
         for (int i = 0; i < half; i++) {
-            float angle = (float)(pos + b) * s->inv_freq[i];
-            s->rope_cos[(size_t)b * half + i] = cosf(angle);
-            s->rope_sin[(size_t)b * half + i] = sinf(angle);
+            real angle = (real)(pos + b) * s->inv_freq[i];
+            s->rope_cos[(size_t)b * half + i] = cos(angle);
+            s->rope_sin[(size_t)b * half + i] = sin(angle);
         }
 }
 
 /* apply_rotary_pos_emb with rotate_half: in each head, dim i turns together
  * with dim i + head_dim/2 (not with its neighbour, as in Meta's original
  * layout) by the position's angle i. This is where the position enters. */
-static void rope(float *vec, int n_heads, int head_dim, const float *cos_p, const float *sin_p) {
+static void rope(real *vec, int n_heads, int head_dim, const real *cos_p, const real *sin_p) {
     int half = head_dim / 2;
     for (int h = 0; h < n_heads; h++) {
-        float *v = vec + (size_t)h * head_dim;
+        real *v = vec + (size_t)h * head_dim;
         for (int i = 0; i < half; i++) {
-            float x0 = v[i], x1 = v[i + half];
+            real x0 = v[i], x1 = v[i + half];
             v[i] = x0 * cos_p[i] - x1 * sin_p[i];
             v[i + half] = x1 * cos_p[i] + x0 * sin_p[i];
         }
@@ -300,29 +311,29 @@ static void rope(float *vec, int n_heads, int head_dim, const float *cos_p, cons
 
 /* softmax in place: exp(x - max) / sum. Subtracting the max first keeps
  * exp from overflowing and does not change the result. */
-static void softmax(float *x, int n) {
-    float max = x[0];
+static void softmax(real *x, int n) {
+    real max = x[0];
     for (int i = 1; i < n; i++)
         if (x[i] > max) max = x[i];
-    float sum = 0.0f;
+    real sum = 0;
     for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - max);
+        x[i] = exp(x[i] - max);
         sum += x[i];
     }
     for (int i = 0; i < n; i++) x[i] /= sum;
 }
 
 /* The MLP's activation (act_fn): SiLU(x) = x * sigmoid(x), in place */
-static void silu(float *x, size_t n) {
+static void silu(real *x, size_t n) {
     if (FAST(silu_fast(x, n))) return;
-    for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+    for (size_t i = 0; i < n; i++) x[i] = x[i] / (1 + exp(-x[i]));
 }
 
 /* x *= y (the MLP's gating) and x += y (the residual connections) */
-static void mul_in_place(float *x, const float *y, size_t n) {
+static void mul_in_place(real *x, const real *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] *= y[i];
 }
-static void add_in_place(float *x, const float *y, size_t n) {
+static void add_in_place(real *x, const real *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
@@ -335,7 +346,7 @@ static size_t kv_offset(const RunState *s, const Config *c, int layer, int kvh, 
 /* The key (cache = key_cache, chunk = k) or value (value_cache, v) of
  * position t: in the ring if it came before this chunk (t < pos), else
  * still in the chunk's own rows. */
-static const float *kv_row(const Config *c, const RunState *s, const float *cache, const float *chunk, int layer,
+static const real *kv_row(const Config *c, const RunState *s, const real *cache, const real *chunk, int layer,
                            int kvh, int t, int pos) {
     if (t < pos) return cache + kv_offset(s, c, layer, kvh, t);
     return chunk + (size_t)(t - pos) * c->n_kv_heads * c->head_dim + (size_t)kvh * c->head_dim;
@@ -354,13 +365,13 @@ typedef struct Trace Trace;
 struct Trace {
     /* rows x cols floats: `module`'s output for positions pos .. pos+rows-1;
      * layer -1 for the modules outside the layers */
-    void (*output)(Trace *t, const char *module, int layer, int pos, const float *x, int rows, int cols);
+    void (*output)(Trace *t, const char *module, int layer, int pos, const real *x, int rows, int cols);
     /* NULL, or: query head h at position p, its attention weights over keys
      * first .. first+n_keys-1 (the rest of the causal row is 0) */
-    void (*weights)(Trace *t, int layer, int h, int p, int first, const float *w, int n_keys);
+    void (*weights)(Trace *t, int layer, int h, int p, int first, const real *w, int n_keys);
 };
 
-static void trace(Trace *t, const char *module, int layer, int pos, const float *x, int rows, int cols) {
+static void trace(Trace *t, const char *module, int layer, int pos, const real *x, int rows, int cols) {
     if (t) t->output(t, module, layer, pos, x, rows, cols);
 }
 
@@ -376,19 +387,19 @@ static void attention(const Config *c, RunState *s, int layer, int n, int pos, T
         int p = pos + b, first = first_key(c, p), n_keys = p - first + 1;
         for (int h = 0; h < c->n_heads; h++) {
             int kvh = h / group;
-            const float *q = s->q + ((size_t)b * c->n_heads + h) * hd;
+            const real *q = s->q + ((size_t)b * c->n_heads + h) * hd;
             for (int t = first; t <= p; t++) {
-                const float *k = kv_row(c, s, s->key_cache, s->k, layer, kvh, t, pos);
-                float dot = 0.0f;
+                const real *k = kv_row(c, s, s->key_cache, s->k, layer, kvh, t, pos);
+                real dot = 0;
                 for (int i = 0; i < hd; i++) dot += q[i] * k[i];
-                s->scores[t - first] = dot / sqrtf((float)hd);
+                s->scores[t - first] = dot / sqrt((real)hd);
             }
             softmax(s->scores, n_keys);
             if (tr && tr->weights) tr->weights(tr, layer, h, p, first, s->scores, n_keys);
-            float *out = s->att_out + ((size_t)b * c->n_heads + h) * hd;
-            for (int i = 0; i < hd; i++) out[i] = 0.0f;
+            real *out = s->att_out + ((size_t)b * c->n_heads + h) * hd;
+            for (int i = 0; i < hd; i++) out[i] = 0;
             for (int t = first; t <= p; t++) {
-                const float *v = kv_row(c, s, s->value_cache, s->v, layer, kvh, t, pos);
+                const real *v = kv_row(c, s, s->value_cache, s->v, layer, kvh, t, pos);
                 for (int i = 0; i < hd; i++) out[i] += s->scores[t - first] * v[i];
             }
         }
@@ -404,8 +415,8 @@ static void store_kv(const Config *c, RunState *s, int layer, int n, int pos) {
     for (int b = 0; b < n; b++)
         for (int kvh = 0; kvh < c->n_kv_heads; kvh++) {
             size_t at = kv_offset(s, c, layer, kvh, pos + b), from = (size_t)b * kv_dim + (size_t)kvh * hd;
-            memcpy(s->key_cache + at, s->k + from, (size_t)hd * sizeof(float));
-            memcpy(s->value_cache + at, s->v + from, (size_t)hd * sizeof(float));
+            memcpy(s->key_cache + at, s->k + from, (size_t)hd * sizeof(real));
+            memcpy(s->value_cache + at, s->v + from, (size_t)hd * sizeof(real));
         }
 }
 
@@ -414,7 +425,7 @@ static void store_kv(const Config *c, RunState *s, int layer, int n, int pos) {
  * positions pos .. pos+n-1, whose earlier positions are in the KV cache.
  * logits: NULL, or [n][vocab] (all = 1) or [vocab] for the last token only.
  * ========================================================================== */
-static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int pos, float *logits, int all,
+static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int pos, real *logits, int all,
                           Trace *tr) {
     const Config *c = &m->config;
     const Weights *w = &m->weights;
@@ -443,7 +454,7 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
         matmul(s->v, s->xb, L->wv, n, D, kv_dim, dt);
         trace(tr, "self_attn.v_proj", l, pos, s->v, n, kv_dim);
         for (int b = 0; b < n; b++) {
-            const float *cs = s->rope_cos + (size_t)b * (hd / 2), *sn = s->rope_sin + (size_t)b * (hd / 2);
+            const real *cs = s->rope_cos + (size_t)b * (hd / 2), *sn = s->rope_sin + (size_t)b * (hd / 2);
             rope(s->q + (size_t)b * q_dim, c->n_heads, hd, cs, sn);
             rope(s->k + (size_t)b * kv_dim, c->n_kv_heads, hd, cs, sn);
         }
@@ -487,7 +498,7 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
 
 /* Any number of tokens, CHUNK at a time; returns the last token's logits
  * (in s->logits: only the last chunk goes through lm_head). */
-static float *forward(Model *m, RunState *s, const int *tokens, int n, int pos) {
+static real *forward(Model *m, RunState *s, const int *tokens, int n, int pos) {
     for (int i = 0; i < n; i += CHUNK) {
         int len = n - i < CHUNK ? n - i : CHUNK;
         forward_chunk(m, s, tokens + i, len, pos + i, i + len == n ? s->logits : NULL, 0, NULL);
@@ -515,28 +526,28 @@ static uint32_t random_u32(uint64_t *state) {
 static float random_f32(uint64_t *state) { return (random_u32(state) >> 8) / 16777216.0f; }
 
 /* torch.argmax: the first index of the maximum (greedy decoding in HF) */
-static int argmax(const float *x, int n) {
+static int argmax(const real *x, int n) {
     int best = 0;
     for (int i = 1; i < n; i++)
         if (x[i] > x[best]) best = i;
     return best;
 }
 
-static const float *g_sort_probs; /* qsort has no context argument */
+static const real *g_sort_probs; /* qsort has no context argument */
 static int by_prob_desc(const void *a, const void *b) {
-    float pa = g_sort_probs[*(const int *)a], pb = g_sort_probs[*(const int *)b];
+    real pa = g_sort_probs[*(const int *)a], pb = g_sort_probs[*(const int *)b];
     return pa < pb ? 1 : pa > pb ? -1 : (*(const int *)a - *(const int *)b);
 }
 
 /* The next token from the logits (changed in place): greedy, or a draw
  * from softmax(logits / temperature), kept to the nucleus of mass top_p. */
-static int sample(Sampler *sp, float *logits, int n) {
+static int sample(Sampler *sp, real *logits, int n) {
     if (sp->temperature == 0.0f) return argmax(logits, n);
     for (int i = 0; i < n; i++) logits[i] /= sp->temperature;
     softmax(logits, n);
     float r = random_f32(&sp->rng);
     if (sp->top_p <= 0.0f || sp->top_p >= 1.0f) {
-        float cdf = 0;
+        real cdf = 0;
         for (int i = 0; i < n; i++) {
             cdf += logits[i];
             if (r < cdf) return i;
@@ -545,7 +556,7 @@ static int sample(Sampler *sp, float *logits, int n) {
     }
     /* Top-p: tokens below (1 - top_p) / (n - 1) can never be in the nucleus,
      * so only the rest needs sorting. */
-    float cutoff = (1.0f - sp->top_p) / (float)(n - 1 > 0 ? n - 1 : 1);
+    real cutoff = (1.0f - sp->top_p) / (real)(n - 1 > 0 ? n - 1 : 1);
     int m = 0;
     for (int i = 0; i < n; i++)
         if (logits[i] >= cutoff) sp->idx[m++] = i;
@@ -554,13 +565,13 @@ static int sample(Sampler *sp, float *logits, int n) {
     if (m == 0) return argmax(logits, n);
     g_sort_probs = logits;
     qsort(sp->idx, (size_t)m, sizeof(int), by_prob_desc);
-    float mass = 0;
+    real mass = 0;
     int last = m - 1;
     for (int i = 0; i < m; i++) {
         mass += logits[sp->idx[i]];
         if (mass >= sp->top_p) { last = i; break; }
     }
-    float cdf = 0;
+    real cdf = 0;
     r *= mass; /* a draw within the nucleus */
     for (int i = 0; i <= last; i++) {
         cdf += logits[sp->idx[i]];
@@ -1313,7 +1324,8 @@ static void usage(FILE *f) {
           "  -s SEED     random seed (default: from the clock)\n"
           "  -c N        context length in positions (default: the model's maximum)\n"
           "  -y TEXT     chat: replace the system sentence of the template\n"
-          "  -o FILE     logits: write [n_tokens, vocab] float32 to FILE (.npy: NumPy format)\n"
+          "  -o FILE     logits: write [n_tokens, vocab] float32 to FILE (.npy: NumPy format;\n"
+          "              the truth build writes float64)\n"
           "  --hidden F  logits: also write [n_layers+1, n_tokens, dim] hidden states (.npy too)\n"
           "  --dump DIR  logits: every module's output as DIR/<HF module path>.npy\n"
           "  --top K     logits: print the K most likely next tokens at each position\n"
@@ -1521,11 +1533,11 @@ static void npy_header(OutFile *o, const char *descr, const long *shape, int ndi
     out_write(o, head, (size_t)total);
 }
 
-/* An output of floats: .npy with this shape when the name ends in .npy,
- * else raw little-endian float32 */
+/* An output of reals: .npy with this shape when the name ends in .npy,
+ * else raw; little-endian float32 (float64 in the truth build) */
 static void out_open_floats(OutFile *o, const char *path, const long *shape, int ndim) {
     out_open(o, path);
-    if (is_npy(path)) npy_header(o, "<f4", shape, ndim);
+    if (is_npy(path)) npy_header(o, sizeof(real) == 8 ? "<f8" : "<f4", shape, ndim);
 }
 
 /* standard output: every write checked once, at the end of each turn and
@@ -1609,17 +1621,17 @@ static void check_fits(int n, const RunState *s) {
  * of layer k-1, the last entry after the final norm (model.norm). */
 typedef struct {
     Trace trace;
-    float *h;
+    real *h;
     int n, n_layers, dim;
 } Hidden;
 
-static void hidden_output(Trace *t, const char *module, int layer, int pos, const float *x, int rows, int cols) {
+static void hidden_output(Trace *t, const char *module, int layer, int pos, const real *x, int rows, int cols) {
     Hidden *hs = (Hidden *)t;
     int k = -1;
     if (!strcmp(module, "model.embed_tokens")) k = 0;
     else if (layer >= 0 && !module[0] && layer < hs->n_layers - 1) k = layer + 1;
     else if (!strcmp(module, "model.norm")) k = hs->n_layers;
-    if (k >= 0) memcpy(hs->h + ((size_t)k * hs->n + pos) * hs->dim, x, (size_t)rows * cols * sizeof(float));
+    if (k >= 0) memcpy(hs->h + ((size_t)k * hs->n + pos) * hs->dim, x, (size_t)rows * cols * sizeof(real));
 }
 
 /* --dump DIR: every module's output for the whole sequence, one .npy per
@@ -1627,7 +1639,7 @@ static void hidden_output(Trace *t, const char *module, int layer, int pos, cons
  * gathered chunk by chunk in memory and written at the end. */
 typedef struct {
     char *name;
-    float *data;
+    real *data;
     long shape[3];
     int ndim;
 } Tensor;
@@ -1651,7 +1663,7 @@ static Tensor *dump_tensor(Dump *d, const char *name, int ndim, long s0, long s1
     t->name = strdup(name);
     t->ndim = ndim;
     t->shape[0] = s0, t->shape[1] = s1, t->shape[2] = s2;
-    t->data = xcalloc((size_t)s0 * s1, (size_t)(ndim == 3 ? s2 : 1) * sizeof(float));
+    t->data = xcalloc((size_t)s0 * s1, (size_t)(ndim == 3 ? s2 : 1) * sizeof(real));
     if (!t->name) die("out of memory");
     return t;
 }
@@ -1661,20 +1673,20 @@ static void dump_name(char *buf, size_t cap, const char *module, int layer) {
     else snprintf(buf, cap, "model.layers.%d%s%s", layer, module[0] ? "." : "", module);
 }
 
-static void dump_output(Trace *tr, const char *module, int layer, int pos, const float *x, int rows, int cols) {
+static void dump_output(Trace *tr, const char *module, int layer, int pos, const real *x, int rows, int cols) {
     Dump *d = (Dump *)tr;
     char name[128];
     dump_name(name, sizeof name, module, layer);
     Tensor *t = dump_tensor(d, name, 2, d->n, cols, 0);
-    memcpy(t->data + (size_t)pos * cols, x, (size_t)rows * cols * sizeof(float));
+    memcpy(t->data + (size_t)pos * cols, x, (size_t)rows * cols * sizeof(real));
 }
 
-static void dump_weights(Trace *tr, int layer, int h, int p, int first, const float *w, int n_keys) {
+static void dump_weights(Trace *tr, int layer, int h, int p, int first, const real *w, int n_keys) {
     Dump *d = (Dump *)tr;
     char name[128];
     dump_name(name, sizeof name, "self_attn.attn_weights", layer);
     Tensor *t = dump_tensor(d, name, 3, d->n_heads, d->n, d->n);
-    memcpy(t->data + ((size_t)h * d->n + p) * d->n + first, w, (size_t)n_keys * sizeof(float));
+    memcpy(t->data + ((size_t)h * d->n + p) * d->n + first, w, (size_t)n_keys * sizeof(real));
 }
 
 static void dump_write(Dump *d, const char *dir) {
@@ -1692,7 +1704,7 @@ static void dump_write(Dump *d, const char *dir) {
         snprintf(path, len, "%s/%s.npy", dir, t->name);
         OutFile f;
         out_open_floats(&f, path, t->shape, t->ndim);
-        out_write(&f, t->data, (size_t)t->shape[0] * t->shape[1] * (t->ndim == 3 ? t->shape[2] : 1) * sizeof(float));
+        out_write(&f, t->data, (size_t)t->shape[0] * t->shape[1] * (t->ndim == 3 ? t->shape[2] : 1) * sizeof(real));
         out_close(&f);
     }
 }
@@ -1721,11 +1733,11 @@ static void run_logits(Model *m, RunState *s, const Options *o, Tokenizer *tok) 
     Hidden hs = {{hidden_output, NULL}, NULL, n, c->n_layers, c->dim};
     Dump dump = {{dump_output, dump_weights}, NULL, 0, 0, n, c->n_heads};
     Trace *tr = o->dump_dir ? &dump.trace : o->hidden_path ? &hs.trace : NULL;
-    if (o->hidden_path) hs.h = xcalloc((size_t)(c->n_layers + 1) * n, (size_t)c->dim * sizeof(float));
+    if (o->hidden_path) hs.h = xcalloc((size_t)(c->n_layers + 1) * n, (size_t)c->dim * sizeof(real));
     OutFile out = {0};
     long shape[3] = {n, c->vocab_size};
     if (o->out_path) out_open_floats(&out, o->out_path, shape, 2);
-    float *logits = xcalloc((size_t)CHUNK * c->vocab_size, sizeof(float));
+    real *logits = xcalloc((size_t)CHUNK * c->vocab_size, sizeof(real));
     for (int i = 0; i < n; i += CHUNK) {
         int len = n - i < CHUNK ? n - i : CHUNK;
         forward_chunk(m, s, ids + i, len, i, logits, 1, tr);
@@ -1738,12 +1750,12 @@ static void run_logits(Model *m, RunState *s, const Options *o, Tokenizer *tok) 
                     else snprintf(name, sizeof name, "model.layers.%d", k - 1);
                     Tensor *t = dump_tensor(&dump, name, 2, n, c->dim, 0);
                     memcpy(hs.h + ((size_t)k * n + i + b) * c->dim, t->data + (size_t)(i + b) * c->dim,
-                           (size_t)c->dim * sizeof(float));
+                           (size_t)c->dim * sizeof(real));
                 }
             }
-        if (o->out_path) out_write(&out, logits, (size_t)len * c->vocab_size * sizeof(float));
+        if (o->out_path) out_write(&out, logits, (size_t)len * c->vocab_size * sizeof(real));
         for (int b = 0; b < len && o->top_k > 0; b++) {
-            const float *row = logits + (size_t)b * c->vocab_size;
+            const real *row = logits + (size_t)b * c->vocab_size;
             int id = ids[i + b];
             const char *piece = tok ? tokenizer_piece(tok, id) : NULL;
             printf("pos %d  id %d %s%s%s ->", i + b, id, piece ? "'" : "", piece ? piece : "", piece ? "'" : "");
@@ -1769,7 +1781,7 @@ static void run_logits(Model *m, RunState *s, const Options *o, Tokenizer *tok) 
         OutFile hf;
         long hshape[3] = {c->n_layers + 1, n, c->dim};
         out_open_floats(&hf, o->hidden_path, hshape, 3);
-        out_write(&hf, hs.h, (size_t)(c->n_layers + 1) * n * c->dim * sizeof(float));
+        out_write(&hf, hs.h, (size_t)(c->n_layers + 1) * n * c->dim * sizeof(real));
         out_close(&hf);
     }
     if (o->dump_dir) dump_write(&dump, o->dump_dir);
@@ -1788,14 +1800,14 @@ static void run_ppl(Model *m, RunState *s, const Options *o, Tokenizer *tok) {
     int *ids = prompt_ids(o, tok, c->vocab_size, &n);
     if (n < 2) die("ppl needs at least 2 tokens (got %d)", n);
     check_fits(n, s);
-    float *logits = xcalloc((size_t)CHUNK * c->vocab_size, sizeof(float));
+    real *logits = xcalloc((size_t)CHUNK * c->vocab_size, sizeof(real));
     double nll = 0;
     for (int i = 0; i < n - 1; i += CHUNK) {
         int len = n - 1 - i < CHUNK ? n - 1 - i : CHUNK;
         forward_chunk(m, s, ids + i, len, i, logits, 1, NULL);
         for (int b = 0; b < len; b++) {
-            const float *row = logits + (size_t)b * c->vocab_size;
-            float max = row[0];
+            const real *row = logits + (size_t)b * c->vocab_size;
+            real max = row[0];
             for (int v = 1; v < c->vocab_size; v++) if (row[v] > max) max = row[v];
             double sum = 0;
             for (int v = 0; v < c->vocab_size; v++) sum += exp((double)row[v] - max);
@@ -1819,7 +1831,7 @@ static int generate(Model *m, RunState *s, Tokenizer *tok, Sampler *sp, const in
     if (*pos + n_prompt > s->ctx) die("the prompt needs %d positions but only %d of the context's %d are left",
                                       n_prompt, s->ctx - *pos, s->ctx);
     double t0 = now_s();
-    float *logits = forward(m, s, prompt, n_prompt, *pos);
+    real *logits = forward(m, s, prompt, n_prompt, *pos);
     *pos += n_prompt;
     st->prefill_s += now_s() - t0;
     st->prefill_tok += n_prompt;
