@@ -10,28 +10,24 @@
 #   make test-asan  the same suite under AddressSanitizer + UBSan
 #   make demo       generate a small checkpoint, export it and run it end to end
 CC      ?= cc
-# -march=native where the compiler has it (SIMD matmul), plain -O3 elsewhere.
-NATIVE  := $(shell $(CC) -march=native -E -x c /dev/null >/dev/null 2>&1 && echo -march=native)
+# -march=native for a native build whose compiler takes it (the vector
+# kernels then use what this CPU has); never for a cross compiler, whose
+# target is not this machine (its -dumpmachine names another architecture).
+HOST_ARCH := $(shell uname -m)
+CC_ARCH := $(shell $(CC) -dumpmachine 2>/dev/null | cut -d- -f1)
+NATIVE  := $(if $(filter $(HOST_ARCH),$(CC_ARCH)),$(shell $(CC) -march=native -x c -c /dev/null -o /dev/null 2>/dev/null && echo -march=native))
 CFLAGS  ?= -O3 $(NATIVE)
 # what the code needs, kept whatever CFLAGS says
 REQ_CFLAGS := -std=c11 -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -D_POSIX_C_SOURCE=200809L
 override CFLAGS := $(REQ_CFLAGS) $(CFLAGS)
-LDLIBS  = -lm
+LDLIBS  = -lm -pthread
 PYTHON  ?= python3
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -pthread)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 
-# OpenMP threads (matmul rows, attention heads) are used when the compiler
-# supports -fopenmp; `make OMP=0` builds without (single-threaded, same
-# results). `override` keeps it when CFLAGS is given on the command line.
-OMP     ?= $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo 1 || echo 0)
-ifeq ($(OMP),1)
-OMP_CFLAGS := -fopenmp
-endif
 # the plain build: Part 1 of raktn.c does all the computing
 PLAIN_CFLAGS := $(CFLAGS) -DRAKTN_PLAIN
 TRUTH_CFLAGS := $(PLAIN_CFLAGS) -DRAKTN_TRUTH
-override CFLAGS += $(OMP_CFLAGS)
 
 TESTS = tests/test_model tests/test_tokenizer tests/test_cli tests/test_robust tests/test_model_plain tests/test_truth
 

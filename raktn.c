@@ -20,8 +20,7 @@
  * Weights are stored as fp32 or bf16 (widened to fp32 as they are read,
  * which is exact). notes/model.md walks Part 1 with the 7B's shapes.
  *
- * Build: make         the full build (Part 1 + Part 2; OpenMP threads when
- *                     the compiler has them)
+ * Build: make         the full build (Part 1 + Part 2; POSIX threads)
  *        make plain   ./raktn-plain: Part 1 alone does the computing
  *                     (-DRAKTN_PLAIN; same results within rounding)
  * Usage: ./raktn MODEL.bin -i "prompt"    (./raktn -h for everything else)
@@ -590,23 +589,121 @@ static int sample(Sampler *sp, real *logits, int n) {
  * behind every choice here. Nothing below is compiled with -DRAKTN_PLAIN.
  * ########################################################################## */
 #ifndef RAKTN_PLAIN
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include <pthread.h>
+#include <stdatomic.h>
 
-static int thread_count(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
+/* --------------------------------------------------------------------------
+ * Threads: a pool of POSIX threads. parallel_for(n, ...) splits items
+ * 0 .. n-1 over the pool's threads (the caller is thread 0) and returns when
+ * all are done. STATIC gives thread t the t-th of equal contiguous shares;
+ * GUIDED lets each thread claim ceil(remaining / threads) items at a time
+ * (at least `grain`), so that a thread that finishes early takes over the
+ * rest in shrinking pieces. Idle workers spin briefly (a decode step opens
+ * hundreds of loops a token), then sleep on a condition variable.
+ * -------------------------------------------------------------------------- */
+typedef void (*TaskFn)(void *ctx, int begin, int end, int thread);
+enum { STATIC, GUIDED };
+
+static struct {
+    int n_threads; /* the caller included; 0 until pool_start */
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    atomic_uint generation; /* bumped once per parallel_for */
+    atomic_int next, running;
+    TaskFn fn;
+    void *ctx;
+    int n_items, grain, mode;
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+
+#define SPIN_ROUNDS 20000
+static inline void cpu_relax(void) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_ia32_pause();
 #endif
 }
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
+
+static void run_share(int thread) {
+    int n = pool.n_items, T = pool.n_threads;
+    if (pool.mode == STATIC) {
+        int begin = (int)((long long)n * thread / T), end = (int)((long long)n * (thread + 1) / T);
+        if (begin < end) pool.fn(pool.ctx, begin, end, thread);
+        return;
+    }
+    for (;;) {
+        int cur = atomic_load(&pool.next);
+        if (cur >= n) return;
+        int size = (n - cur + T - 1) / T;
+        if (size < pool.grain) size = pool.grain;
+        if (size > n - cur) size = n - cur;
+        if (atomic_compare_exchange_weak(&pool.next, &cur, cur + size)) pool.fn(pool.ctx, cur, cur + size, thread);
+    }
+}
+
+static void *pool_worker(void *arg) {
+    int thread = (int)(intptr_t)arg;
+    unsigned seen = 0;
+    for (;;) {
+        unsigned g;
+        int spins = 0;
+        while ((g = atomic_load(&pool.generation)) == seen) {
+            if (++spins < SPIN_ROUNDS) { cpu_relax(); continue; }
+            pthread_mutex_lock(&pool.mu);
+            while ((g = atomic_load(&pool.generation)) == seen) pthread_cond_wait(&pool.wake, &pool.mu);
+            pthread_mutex_unlock(&pool.mu);
+            break;
+        }
+        seen = g;
+        run_share(thread);
+        if (atomic_fetch_sub(&pool.running, 1) == 1) {
+            pthread_mutex_lock(&pool.mu);
+            pthread_cond_signal(&pool.done);
+            pthread_mutex_unlock(&pool.mu);
+        }
+    }
+    return NULL;
+}
+
+/* Start n - 1 workers (once); n <= 0: one per online CPU */
+static void pool_start(int n) {
+    if (pool.n_threads) return;
+    if (n <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? (cpus > 4096 ? 4096 : (int)cpus) : 1;
+    }
+    for (int t = 1; t < n; t++) {
+        pthread_t th;
+        int err = pthread_create(&th, NULL, pool_worker, (void *)(intptr_t)t);
+        if (err) die("cannot start thread %d of %d (%s): try fewer with -T", t + 1, n, strerror(err));
+        pthread_detach(th);
+    }
+    pool.n_threads = n;
+}
+
+static int thread_count(void) {
+    pool_start(0);
+    return pool.n_threads;
+}
+
+static void parallel_for(int n_items, int mode, int grain, TaskFn fn, void *ctx) {
+    pool_start(0);
+    if (pool.n_threads == 1 || n_items <= 1) {
+        if (n_items > 0) fn(ctx, 0, n_items, 0);
+        return;
+    }
+    pool.fn = fn, pool.ctx = ctx, pool.n_items = n_items, pool.mode = mode, pool.grain = grain > 0 ? grain : 1;
+    atomic_store(&pool.next, 0);
+    atomic_store(&pool.running, pool.n_threads - 1);
+    pthread_mutex_lock(&pool.mu);
+    atomic_fetch_add(&pool.generation, 1);
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.mu);
+    run_share(0);
+    for (int spins = 0; atomic_load(&pool.running) != 0;) {
+        if (++spins < SPIN_ROUNDS) { cpu_relax(); continue; }
+        pthread_mutex_lock(&pool.mu);
+        while (atomic_load(&pool.running) != 0) pthread_cond_wait(&pool.done, &pool.mu);
+        pthread_mutex_unlock(&pool.mu);
+    }
 }
 
 /* --------------------------------------------------------------------------
@@ -780,8 +877,17 @@ static inline ALWAYS_INLINE void dot_rows(float *out, const void *w, size_t row,
  * unaligned one cost the tile a quarter of its speed). */
 static float *columns_buf;
 static size_t columns_cap;
+typedef struct { float *xt; const float *x; int batch, bp, n; } ColumnsTask;
+static void columns_task(void *ctx, int begin, int end, int thread) {
+    ColumnsTask *t = ctx;
+    for (int k0 = begin * 16; k0 < end * 16 && k0 < t->n; k0 += 16) /* 16 columns at a time */
+        for (int b = 0; b < t->bp; b++)
+            for (int k = k0; k < k0 + 16 && k < t->n; k++)
+                t->xt[(size_t)k * t->bp + b] = b < t->batch ? t->x[(size_t)b * t->n + k] : 0.0f;
+}
+
 static const float *to_columns(const float *x, int batch, int n) {
-    int bp = (batch + 15) / 16 * 16, k0;
+    int bp = (batch + 15) / 16 * 16;
     size_t need = (size_t)bp * n;
     if (need > columns_cap) {
         free(columns_buf);
@@ -789,12 +895,9 @@ static const float *to_columns(const float *x, int batch, int n) {
             die("out of memory (%zu floats)", need);
         columns_cap = need;
     }
-    float *xt = columns_buf;
-#pragma omp parallel for schedule(static)
-    for (k0 = 0; k0 < n; k0 += 16) /* 16 columns at a time */
-        for (int b = 0; b < bp; b++)
-            for (int k = k0; k < k0 + 16 && k < n; k++) xt[(size_t)k * bp + b] = b < batch ? x[(size_t)b * n + k] : 0.0f;
-    return xt;
+    ColumnsTask t = {columns_buf, x, batch, bp, n};
+    parallel_for((n + 15) / 16, STATIC, 1, columns_task, &t);
+    return columns_buf;
 }
 
 /* matmul() (Part 1), fast: threads split the rows. Decoding one position, a
@@ -803,46 +906,60 @@ static const float *to_columns(const float *x, int batch, int n) {
  * takes TILE_ROWS rows at a time through the whole batch, so each weight row
  * comes from memory once per batch. Rows are handed out guided: the thread
  * that finishes first takes the rest in shrinking pieces instead of idling. */
-static int matmul_fast(float *out, const float *x, const void *w, int batch, int n, int d, int dtype) {
-    int i0;
-    if (batch == 1) {
-        int R = n > 8192 && d % 4 == 0 ? 4 : 1;
-#pragma omp parallel for schedule(guided, 16)
-        for (i0 = 0; i0 < d; i0 += R) {
-            if (R == 4) {
-                if (dtype == DTYPE_F32) dot_rows(out + i0, w, (size_t)i0, x, n, DTYPE_F32, 4);
-                else dot_rows(out + i0, w, (size_t)i0, x, n, DTYPE_BF16, 4);
-            } else {
-                if (dtype == DTYPE_F32) dot_rows(out + i0, w, (size_t)i0, x, n, DTYPE_F32, 1);
-                else dot_rows(out + i0, w, (size_t)i0, x, n, DTYPE_BF16, 1);
-            }
+typedef struct { float *out; const float *x, *xt; const void *w; int batch, bp, n, d, dtype, R; } MatmulTask;
+
+static void matvec_task(void *ctx, int begin, int end, int thread) {
+    MatmulTask *t = ctx;
+    for (int i0 = begin * t->R; i0 < end * t->R; i0 += t->R) {
+        if (t->R == 4) {
+            if (t->dtype == DTYPE_F32) dot_rows(t->out + i0, t->w, (size_t)i0, t->x, t->n, DTYPE_F32, 4);
+            else dot_rows(t->out + i0, t->w, (size_t)i0, t->x, t->n, DTYPE_BF16, 4);
+        } else {
+            if (t->dtype == DTYPE_F32) dot_rows(t->out + i0, t->w, (size_t)i0, t->x, t->n, DTYPE_F32, 1);
+            else dot_rows(t->out + i0, t->w, (size_t)i0, t->x, t->n, DTYPE_BF16, 1);
         }
-        return 1;
     }
-    const float *xt = to_columns(x, batch, n);
-    int bp = (batch + 15) / 16 * 16; /* positions, padded to whole vectors */
-#pragma omp parallel for schedule(guided)
-    for (i0 = 0; i0 < d; i0 += TILE_ROWS) {
-        for (int b0 = 0; b0 < bp; b0 += 16 * TILE_VECS) {
-            int nv = (bp - b0) / 16 < TILE_VECS ? (bp - b0) / 16 : TILE_VECS;
-#define TILE(NV)                                                                                       \
-    case NV:                                                                                           \
-        if (dtype == DTYPE_F32) matmul_tile(out, xt, bp, w, n, d, i0, b0, batch, NV, DTYPE_F32);        \
-        else matmul_tile(out, xt, bp, w, n, d, i0, b0, batch, NV, DTYPE_BF16);                          \
+}
+
+static void tiles_task(void *ctx, int begin, int end, int thread) {
+    MatmulTask *t = ctx;
+    for (int i0 = begin * TILE_ROWS; i0 < end * TILE_ROWS; i0 += TILE_ROWS)
+        for (int b0 = 0; b0 < t->bp; b0 += 16 * TILE_VECS) {
+            int nv = (t->bp - b0) / 16 < TILE_VECS ? (t->bp - b0) / 16 : TILE_VECS;
+#define TILE(NV)                                                                                              \
+    case NV:                                                                                                  \
+        if (t->dtype == DTYPE_F32) matmul_tile(t->out, t->xt, t->bp, t->w, t->n, t->d, i0, b0, t->batch, NV, DTYPE_F32); \
+        else matmul_tile(t->out, t->xt, t->bp, t->w, t->n, t->d, i0, b0, t->batch, NV, DTYPE_BF16);         \
         break
             switch (nv) { TILE(1); TILE(2); }
 #undef TILE
         }
+}
+
+static int matmul_fast(float *out, const float *x, const void *w, int batch, int n, int d, int dtype) {
+    MatmulTask t = {out, x, NULL, w, batch, (batch + 15) / 16 * 16, n, d, dtype, 1};
+    if (batch == 1) {
+        t.R = n > 8192 && d % 4 == 0 ? 4 : 1;
+        parallel_for(d / t.R, GUIDED, 16, matvec_task, &t);
+        return 1;
     }
+    t.xt = to_columns(x, batch, n);
+    parallel_for((d + TILE_ROWS - 1) / TILE_ROWS, GUIDED, 1, tiles_task, &t);
     return 1;
 }
 
 /* silu() (Part 1) on every core: the same expression, element by element,
  * so the same bits */
+typedef struct { float *x; size_t n; } SiluTask;
+static void silu_task(void *ctx, int begin, int end, int thread) {
+    SiluTask *t = ctx;
+    size_t stop = (size_t)end * 1024 < t->n ? (size_t)end * 1024 : t->n;
+    for (size_t i = (size_t)begin * 1024; i < stop; i++) t->x[i] = t->x[i] / (1.0f + expf(-t->x[i]));
+}
 static int silu_fast(float *x, size_t n) {
-    long i;
-#pragma omp parallel for schedule(static)
-    for (i = 0; i < (long)n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+    if (n / 1024 >= INT_MAX) return 0;
+    SiluTask t = {x, n};
+    parallel_for((int)((n + 1023) / 1024), STATIC, 1, silu_task, &t);
     return 1;
 }
 
@@ -900,8 +1017,10 @@ struct Fast {
     float *q_cols;                        /* [threads][head_dim][16] a block's queries as columns */
 };
 
-static float *thread_scores(const RunState *s) { return s->fast->scores + (size_t)thread_id() * s->fast->scores_per_thread; }
-static const float **thread_rows(const RunState *s, const float **rows) { return rows + (size_t)thread_id() * s->fast->key_slots; }
+static float *thread_scores(const RunState *s, int thread) { return s->fast->scores + (size_t)thread * s->fast->scores_per_thread; }
+static const float **thread_rows(const RunState *s, const float **rows, int thread) { return rows + (size_t)thread * s->fast->key_slots; }
+
+typedef struct { const Config *c; RunState *s; int layer, n, pos, n_blocks; } AttentionTask;
 
 /* kv_row() for keys from .. from+count-1 of KV head kvh, into krow, vrow */
 static void find_kv_rows(const Config *c, const RunState *s, int layer, int kvh, int pos, int from, int count,
@@ -959,19 +1078,22 @@ static NOINLINE void weighted_values4(float *const out[4], const float *const we
  * up to 4 of the `group` query heads that share it, and prefetched KV_AHEAD
  * bytes ahead (the rows of one KV head are consecutive in the ring). Each
  * dot product is summed in 16 lanes, added as a tree. */
-static void attention_rows(const Config *c, RunState *s, int layer, int n, int pos) {
+static void attention_rows_task(void *ctx, int begin, int end, int thread) {
+    AttentionTask *task = ctx;
+    const Config *c = task->c;
+    RunState *s = task->s;
+    int layer = task->layer, n = task->n, pos = task->pos;
     int hd = c->head_dim, group = c->n_heads / c->n_kv_heads, cl = s->cache_len;
     float scale = sqrtf((float)hd);
-    int kvh;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (kvh = 0; kvh < c->n_kv_heads; kvh++) {
-        for (int b = 0; b < n; b++) {
+    for (int item = begin; item < end; item++) {
+        int kvh = item / n, b = item % n;
+        {
             int p = pos + b, first = first_key(c, p);
             int n_keys = p - first + 1, h0 = kvh * group; /* query heads h0 .. h0+group-1 */
             const float *q = s->q + (size_t)b * c->n_heads * hd;
             float *out = s->att_out + (size_t)b * c->n_heads * hd;
-            float *scores = thread_scores(s); /* [group][cache_len] */
-            const float **krow = thread_rows(s, s->fast->key_rows), **vrow = thread_rows(s, s->fast->value_rows);
+            float *scores = thread_scores(s, thread); /* [group][cache_len] */
+            const float **krow = thread_rows(s, s->fast->key_rows, thread), **vrow = thread_rows(s, s->fast->value_rows, thread);
             find_kv_rows(c, s, layer, kvh, pos, first, n_keys, krow, vrow);
             for (int g0 = 0; g0 < group; g0 += 4) { /* scores = q . k / sqrt(head_dim), 4 heads at a time */
                 int gn = group - g0 < 4 ? group - g0 : 4;
@@ -1015,19 +1137,22 @@ static void attention_rows(const Config *c, RunState *s, int layer, int n, int p
  * queries, with no per-pair sum of lanes. Each position keeps its own
  * visible keys: the block's scores cover the union of their ranges and a
  * position's weights are zero outside its own. */
-static void attention_blocked(const Config *c, RunState *s, int layer, int n, int pos) {
+static void attention_blocked_task(void *ctx, int begin, int end, int thread) {
+    AttentionTask *task = ctx;
+    const Config *c = task->c;
+    RunState *s = task->s;
+    int layer = task->layer, n = task->n, pos = task->pos;
     int hd = c->head_dim, group = c->n_heads / c->n_kv_heads, QB = 16 / group;
-    int n_blocks = (n + QB - 1) / QB, ks = s->fast->key_slots; /* ks: row length of sc */
+    int n_blocks = task->n_blocks, ks = s->fast->key_slots; /* ks: row length of sc */
     float scale = sqrtf((float)hd);
-    int kvh;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (kvh = 0; kvh < c->n_kv_heads; kvh++) {
-        for (int blk = 0; blk < n_blocks; blk++) {
+    for (int item = begin; item < end; item++) {
+        int kvh = item / n_blocks, blk = item % n_blocks;
+        {
             int b0 = blk * QB, nb = n - b0 < QB ? n - b0 : QB, lanes = nb * group; /* lane = (b - b0) * group + g */
             int lo = first_key(c, pos + b0), n_keys = pos + b0 + nb - lo; /* keys lo .. pos+b0+nb-1 */
-            float *qt = s->fast->q_cols + (size_t)thread_id() * 16 * hd; /* [hd][16] */
-            float *sc = thread_scores(s);                                  /* [16][ks] */
-            const float **krow = thread_rows(s, s->fast->key_rows), **vrow = thread_rows(s, s->fast->value_rows);
+            float *qt = s->fast->q_cols + (size_t)thread * 16 * hd; /* [hd][16] */
+            float *sc = thread_scores(s, thread);                     /* [16][ks] */
+            const float **krow = thread_rows(s, s->fast->key_rows, thread), **vrow = thread_rows(s, s->fast->value_rows, thread);
             find_kv_rows(c, s, layer, kvh, pos, lo, n_keys, krow, vrow);
             for (int i = 0; i < hd; i++)
                 for (int l = 0; l < 16; l++)
@@ -1070,6 +1195,18 @@ static void attention_blocked(const Config *c, RunState *s, int layer, int n, in
             }
         }
     }
+}
+
+/* attention() (Part 1), the work split over (KV head, position) pairs or
+ * (KV head, block of positions) pairs */
+static void attention_rows(const Config *c, RunState *s, int layer, int n, int pos) {
+    AttentionTask t = {c, s, layer, n, pos, 0};
+    parallel_for(c->n_kv_heads * n, STATIC, 1, attention_rows_task, &t);
+}
+static void attention_blocked(const Config *c, RunState *s, int layer, int n, int pos) {
+    int QB = 16 / (c->n_heads / c->n_kv_heads);
+    AttentionTask t = {c, s, layer, n, pos, (n + QB - 1) / QB};
+    parallel_for(c->n_kv_heads * t.n_blocks, STATIC, 1, attention_blocked_task, &t);
 }
 
 static int attention_fast(const Config *c, RunState *s, int layer, int n, int pos) {
@@ -1329,8 +1466,7 @@ static void usage(FILE *f) {
           "  --hidden F  logits: also write [n_layers+1, n_tokens, dim] hidden states (.npy too)\n"
           "  --dump DIR  logits: every module's output as DIR/<HF module path>.npy\n"
           "  --top K     logits: print the K most likely next tokens at each position\n"
-          "  -T N        threads (OpenMP builds; default OMP_NUM_THREADS or all CPUs;\n"
-          "              the plain build has one)\n"
+          "  -T N        threads (default: one per online CPU; the plain build has one)\n"
           "  -v          verbose: print token ids to stderr\n"
           "  -h          this help\n",
           f);
@@ -2054,8 +2190,8 @@ int main(int argc, char **argv) {
     reserve_std_fds();
     Options o;
     parse_args(&o, argc, argv);
-#if defined(_OPENMP) && !defined(RAKTN_PLAIN)
-    if (o.threads > 0) omp_set_num_threads(o.threads);
+#ifndef RAKTN_PLAIN
+    pool_start(o.threads); /* -T, else one thread per online CPU */
 #endif
     if (!strcmp(o.mode, "tokenize")) { run_tokenize(&o); check_stdout(); return 0; }
     if (!strcmp(o.mode, "detokenize")) { run_detokenize(&o); check_stdout(); return 0; }

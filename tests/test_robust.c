@@ -13,6 +13,7 @@
 #include <check.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -501,6 +502,58 @@ START_TEST(test_model_changes_under_raktn) {
 }
 END_TEST
 
+/* Threads: the logits do not depend on the thread count (every output is
+ * computed by the same operations whoever computes it), and a thread that
+ * cannot be created is raktn's own one-line error (address space limited
+ * so that the 4096 thread stacks -T asks for cannot all be mapped). */
+START_TEST(test_threads) {
+    static const char *models[] = {SW8, "tests/work/models/hd128/model.bin"};
+    static const char *ids[] = {"1 5 9 13 200 7 7 7 3 1 44 45 46 47 48 49 50 51 52 53",
+                                "1 5 9 13 200 7 7 7 3 1 44 45 46 47 48 49 50 51 52 53 54 55"};
+    for (int m = 0; m < 2; m++) {
+        char *first = NULL;
+        size_t first_len = 0;
+        static const char *threads[] = {"1", "2", "3", "7"};
+        for (int k = 0; k < 4; k++) {
+            const char *argv[] = {"./raktn", models[m], "-m", "logits", "--ids", ids[m], "-T", threads[k], "-o",
+                                  TMP "/threads.f32", NULL};
+            Result r = run(argv);
+            assert_success(&r);
+            result_free(&r);
+            size_t len;
+            char *got = tu_read_file(TMP "/threads.f32", &len);
+            ck_assert(got);
+            if (!first) first = got, first_len = len;
+            else {
+                ck_assert_msg(len == first_len && memcmp(got, first, len) == 0, "%s: -T %s changed the logits",
+                              models[m], threads[k]);
+                free(got);
+            }
+        }
+        free(first);
+    }
+#if defined(__SANITIZE_ADDRESS__)
+    return; /* AddressSanitizer's shadow memory needs far more address space */
+#endif
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        struct rlimit lim = {(rlim_t)512 << 20, (rlim_t)512 << 20};
+        setrlimit(RLIMIT_AS, &lim);
+        int fe = open(TMP "/threads.err", O_WRONLY | O_CREAT | O_TRUNC, 0644), null = open("/dev/null", O_WRONLY);
+        dup2(null, 1), dup2(fe, 2);
+        execl("./raktn", "./raktn", SW8, "--ids", "1 2", "-n", "2", "-T", "4096", (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    char *err = tu_read_file(TMP "/threads.err", NULL);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1 && err && strncmp(err, "raktn: error: cannot start thread", 33) == 0,
+                  "status %d, stderr: %s", st, err);
+    free(err);
+}
+END_TEST
+
 Suite *robust_suite(void) {
     Suite *s = suite_create("robust");
     TCase *tc = tcase_create("hostile input");
@@ -519,6 +572,7 @@ Suite *robust_suite(void) {
     tcase_add_test(tc, test_outputs_all_or_nothing);
     tcase_add_test(tc, test_signal_removes_temporaries);
     tcase_add_test(tc, test_model_changes_under_raktn);
+    tcase_add_test(tc, test_threads);
     suite_add_tcase(s, tc);
     return s;
 }
