@@ -8,6 +8,8 @@
 #   make test       build and run the Check test suite (the plain and truth
 #                   builds too)
 #   make test-asan  the same suite under AddressSanitizer + UBSan
+#   make cross      static builds for aarch64, armhf, i686, s390x run under
+#                   qemu-user against the fixtures (tests/cross.sh)
 #   make demo       generate a small checkpoint, export it and run it end to end
 CC      ?= cc
 # -march=native for a native build whose compiler takes it (the vector
@@ -31,7 +33,7 @@ TRUTH_CFLAGS := $(PLAIN_CFLAGS) -DRAKTN_TRUTH
 
 TESTS = tests/test_model tests/test_tokenizer tests/test_cli tests/test_robust tests/test_model_plain tests/test_truth
 
-.PHONY: all plain truth test test-asan demo clean fixtures-data
+.PHONY: all plain truth cross test test-asan demo clean fixtures-data
 all: raktn
 
 raktn: raktn.c tokenizer.c tokenizer.h
@@ -74,6 +76,9 @@ test-asan:
 	$(MAKE) clean
 	$(MAKE) test CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 	$(MAKE) clean
+
+cross: raktn fixtures-data demo
+	sh tests/cross.sh
 
 # Batched prompt vs token-by-token through the same forward pass, one run.
 bench/prefill_vs_token: bench/prefill_vs_token.c raktn.c tokenizer.c tokenizer.h

@@ -25,7 +25,9 @@
  *                     (-DRAKTN_PLAIN; same results within rounding)
  * Usage: ./raktn MODEL.bin -i "prompt"    (./raktn -h for everything else)
  */
-#define _DEFAULT_SOURCE /* MAP_ANONYMOUS and madvise(MADV_HUGEPAGE) where the C library has them */
+#define _DEFAULT_SOURCE   /* glibc, musl: MAP_ANONYMOUS, madvise(MADV_HUGEPAGE) */
+#define _DARWIN_C_SOURCE  /* macOS: MAP_ANON, madvise */
+#define _FILE_OFFSET_BITS 64 /* 32-bit hosts: files over 2 GiB */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -63,6 +65,13 @@ static void die(const char *fmt, ...) {
     print_error(fmt, ap);
     va_end(ap);
     exit(1);
+}
+
+/* a * b as a size, or a one-line error where it does not fit (32-bit hosts) */
+static size_t size_mul(uint64_t a, uint64_t b) {
+    if (a && b > SIZE_MAX / a) die("out of memory (%llu x %llu does not fit in this machine's sizes)",
+                                   (unsigned long long)a, (unsigned long long)b);
+    return (size_t)(a * b);
 }
 
 static void *xcalloc(size_t n, size_t size) {
@@ -231,10 +240,7 @@ static void init_state(RunState *s, const Config *c, int ctx) {
     s->inv_freq = xcalloc((size_t)c->head_dim / 2, sizeof(real));
     for (int i = 0; i < c->head_dim / 2; i++)
         s->inv_freq[i] = 1 / pow((real)c->rope_theta, (real)(2 * i) / (real)c->head_dim);
-    size_t per_layer = (size_t)s->cache_len * KV;
-    if (per_layer > SIZE_MAX / 4 / (size_t)c->n_layers)
-        die("out of memory (a KV cache of %d positions)", s->cache_len);
-    s->kv_floats = (size_t)c->n_layers * per_layer;
+    s->kv_floats = size_mul(size_mul((size_t)c->n_layers, (size_t)s->cache_len), KV);
     s->key_cache = new_kv_cache(s->kv_floats);
     s->value_cache = new_kv_cache(s->kv_floats);
     s->fast = NULL;
@@ -975,9 +981,9 @@ static int silu_fast(float *x, size_t n) {
  * in [-87, 0] (tested); below -87 (where 2^n would leave the normal floats)
  * it returns 0 instead of expf's denormals. NaN stays NaN. */
 static inline float exp_nonpositive(float x) {
-    const float LOG2E = 1.44269504f, LN2_HI = 0.693359375f, LN2_LO = -2.12194440e-4f, ROUND = 12582912.0f;
+    const float LOG2E = 1.44269504f, LN2_HI = 0.693359375f, LN2_LO = -2.12194440e-4f;
     float xc = x < -87.0f ? -87.0f : x;
-    float n = (xc * LOG2E + ROUND) - ROUND; /* round to nearest integer: 1.5 * 2^23 leaves no fraction bits */
+    float n = rintf(xc * LOG2E); /* the nearest integer, whatever FLT_EVAL_METHOD (x87 keeps excess precision) */
     float r = (xc - n * LN2_HI) - n * LN2_LO;
     float p = 1.0f + r * (1.0f + r * (1.0f / 2 + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
     uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
@@ -1227,26 +1233,41 @@ static int attention_fast(const Config *c, RunState *s, int layer, int n, int po
 #define KV_MAP_BYTES(floats) (((floats) * sizeof(float) + ((size_t)2 << 20) - 1) / ((size_t)2 << 20) * ((size_t)2 << 20))
 static float *fast_kv_cache(size_t floats) {
     if (floats > (SIZE_MAX - ((size_t)2 << 20)) / sizeof(float)) die("out of memory (a KV cache of %zu floats)", floats);
+#if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
+#define MAP_ANONYMOUS MAP_ANON
+#endif
+#ifdef MAP_ANONYMOUS
     void *p = mmap(NULL, KV_MAP_BYTES(floats), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) die("out of memory (a KV cache of %zu floats)", floats);
+#else /* a C library that hides anonymous mappings: aligned and zeroed by hand */
+    void *p = NULL;
+    if (posix_memalign(&p, (size_t)2 << 20, KV_MAP_BYTES(floats)) != 0) die("out of memory (a KV cache of %zu floats)", floats);
+    memset(p, 0, KV_MAP_BYTES(floats));
+#endif
 #ifdef MADV_HUGEPAGE
     madvise(p, KV_MAP_BYTES(floats), MADV_HUGEPAGE);
 #endif
     return p;
 }
-static void fast_kv_cache_free(float *p, size_t floats) { munmap(p, KV_MAP_BYTES(floats)); }
+static void fast_kv_cache_free(float *p, size_t floats) {
+#ifdef MAP_ANONYMOUS
+    munmap(p, KV_MAP_BYTES(floats));
+#else
+    free(p);
+#endif
+}
 
 static void fast_init(RunState *s, const Config *c) {
     struct Fast *f = xcalloc(1, sizeof *f);
     f->threads = thread_count();
     f->key_slots = s->cache_len + 16; /* at most cache_len + 15 keys in a block of the prompt */
-    size_t per_thread = (size_t)(c->n_heads / c->n_kv_heads) * s->cache_len;
-    if (per_thread < (size_t)f->key_slots * 16) per_thread = (size_t)f->key_slots * 16;
+    size_t per_thread = size_mul((size_t)(c->n_heads / c->n_kv_heads), (size_t)s->cache_len);
+    if (per_thread < size_mul((size_t)f->key_slots, 16)) per_thread = (size_t)f->key_slots * 16;
     f->scores_per_thread = per_thread;
-    f->scores = xcalloc((size_t)f->threads * per_thread, sizeof(float));
-    f->key_rows = xcalloc((size_t)f->threads * f->key_slots, sizeof(float *));
-    f->value_rows = xcalloc((size_t)f->threads * f->key_slots, sizeof(float *));
-    f->q_cols = xcalloc((size_t)f->threads * 16 * c->head_dim, sizeof(float));
+    f->scores = xcalloc(size_mul((size_t)f->threads, per_thread), sizeof(float));
+    f->key_rows = xcalloc(size_mul((size_t)f->threads, (size_t)f->key_slots), sizeof(float *));
+    f->value_rows = xcalloc(size_mul((size_t)f->threads, (size_t)f->key_slots), sizeof(float *));
+    f->q_cols = xcalloc(size_mul((size_t)f->threads * 16, (size_t)c->head_dim), sizeof(float));
     s->fast = f;
 }
 
@@ -1387,6 +1408,12 @@ static uint64_t layout_weights(const Config *c, const char *base, Weights *w, in
 /* Open model.bin, check it completely, then map it. Exits with a one-line
  * message on any problem: a bad file must never be touched past its end. */
 static void load_model(Model *m, const char *path) {
+    /* The weights are read in place from the mapped file, which is
+     * little-endian: a big-endian host would read every one wrongly. */
+    const uint16_t one = 1;
+    if (*(const unsigned char *)&one != 1)
+        die("%s: model.bin is little-endian and this host is big-endian: raktn reads the weights in place and "
+            "runs only on little-endian hosts", path);
     /* O_NONBLOCK: a FIFO given as the model must fail below, not block here */
     int fd = open(path, O_RDONLY | O_NONBLOCK);
     if (fd < 0) die("%s: cannot open (%s)", path, strerror(errno));
@@ -1413,7 +1440,9 @@ static void load_model(Model *m, const char *path) {
     m->map_size = (size_t)need;
     m->map = mmap(NULL, m->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (m->map == MAP_FAILED) die("%s: mmap failed (%s)", path, strerror(errno));
+    if (m->map == MAP_FAILED)
+        die("%s: mmap failed (%s)%s", path, strerror(errno),
+            sizeof(void *) < 8 ? ": a 32-bit process may not have this much address space" : "");
 #if defined(MADV_HUGEPAGE) && !defined(RAKTN_PLAIN)
     /* A hint (Part 2's business), so its result is ignored: pages read from
      * disk through this mapping come into the page cache as 2 MB folios and
@@ -1690,7 +1719,7 @@ static char *read_file(const char *path, size_t *len) {
     while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
         n += r;
         if (n == cap) {
-            if (cap > ((size_t)1 << 40)) die("%s: file too large", path);
+            if (cap > SIZE_MAX / 4) die("%s: file too large", path);
             cap *= 2;
             char *nb = realloc(buf, cap + 1);
             if (!nb) die("out of memory reading %s", path);
@@ -1799,7 +1828,7 @@ static Tensor *dump_tensor(Dump *d, const char *name, int ndim, long s0, long s1
     t->name = strdup(name);
     t->ndim = ndim;
     t->shape[0] = s0, t->shape[1] = s1, t->shape[2] = s2;
-    t->data = xcalloc((size_t)s0 * s1, (size_t)(ndim == 3 ? s2 : 1) * sizeof(real));
+    t->data = xcalloc(size_mul(size_mul((uint64_t)s0, (uint64_t)s1), (uint64_t)(ndim == 3 ? s2 : 1)), sizeof(real));
     if (!t->name) die("out of memory");
     return t;
 }
@@ -1840,7 +1869,8 @@ static void dump_write(Dump *d, const char *dir) {
         snprintf(path, len, "%s/%s.npy", dir, t->name);
         OutFile f;
         out_open_floats(&f, path, t->shape, t->ndim);
-        out_write(&f, t->data, (size_t)t->shape[0] * t->shape[1] * (t->ndim == 3 ? t->shape[2] : 1) * sizeof(real));
+        out_write(&f, t->data, size_mul(size_mul((uint64_t)t->shape[0], (uint64_t)t->shape[1]),
+                                        (uint64_t)(t->ndim == 3 ? t->shape[2] : 1) * sizeof(real)));
         out_close(&f);
     }
 }
@@ -1869,7 +1899,8 @@ static void run_logits(Model *m, RunState *s, const Options *o, Tokenizer *tok) 
     Hidden hs = {{hidden_output, NULL}, NULL, n, c->n_layers, c->dim};
     Dump dump = {{dump_output, dump_weights}, NULL, 0, 0, n, c->n_heads};
     Trace *tr = o->dump_dir ? &dump.trace : o->hidden_path ? &hs.trace : NULL;
-    if (o->hidden_path) hs.h = xcalloc((size_t)(c->n_layers + 1) * n, (size_t)c->dim * sizeof(real));
+    size_t hidden_size = size_mul(size_mul((uint64_t)c->n_layers + 1, (uint64_t)n), (uint64_t)c->dim);
+    if (o->hidden_path) hs.h = xcalloc(hidden_size, sizeof(real));
     OutFile out = {0};
     long shape[3] = {n, c->vocab_size};
     if (o->out_path) out_open_floats(&out, o->out_path, shape, 2);
@@ -1917,7 +1948,7 @@ static void run_logits(Model *m, RunState *s, const Options *o, Tokenizer *tok) 
         OutFile hf;
         long hshape[3] = {c->n_layers + 1, n, c->dim};
         out_open_floats(&hf, o->hidden_path, hshape, 3);
-        out_write(&hf, hs.h, (size_t)(c->n_layers + 1) * n * c->dim * sizeof(real));
+        out_write(&hf, hs.h, size_mul(hidden_size, sizeof(real)));
         out_close(&hf);
     }
     if (o->dump_dir) dump_write(&dump, o->dump_dir);
