@@ -44,6 +44,12 @@
 #include <unistd.h>
 #include "tokenizer.h"
 
+/* Part 2's kernels are written with GCC's and Clang's vector extensions;
+ * other compilers build the plain model (Part 1) alone. */
+#if !defined(__GNUC__) && !defined(RAKTN_PLAIN)
+#define RAKTN_PLAIN
+#endif
+
 /* Positions pushed through the layers together during a prompt (prefill):
  * each weight row is then read from memory once per chunk instead of once
  * per token. */
@@ -745,33 +751,74 @@ static inline float v_sum(vec16 v) {
     return _mm_cvtss_f32(b);
 }
 #else
-typedef struct { float f[16]; } vec16;
-static inline vec16 v_zero(void) { return (vec16){{0}}; }
-static inline vec16 v_load(const float *p) { vec16 v; memcpy(v.f, p, sizeof v.f); return v; }
-static inline vec16 v_load_bf16(const uint16_t *p) {
+/* GCC's and Clang's vector extensions: a vec16 is 16 / VLEN vectors of the
+ * target's register width (VLEN floats: 8 with AVX, 4 with NEON or SSE),
+ * so that the kernels' text is the same on every target and every part
+ * stays in a register. */
+#if defined(__AVX__)
+#define VLEN 8
+#else
+#define VLEN 4
+#endif
+typedef float vN __attribute__((vector_size(VLEN * 4)));
+typedef uint32_t uN __attribute__((vector_size(VLEN * 4)));
+typedef uint16_t hN __attribute__((vector_size(VLEN * 2)));
+#define NP (16 / VLEN)
+typedef struct { vN p[NP]; } vec16;
+static inline vec16 v_zero(void) {
     vec16 v;
-    for (int j = 0; j < 16; j++) v.f[j] = bf16_to_f32(p[j]);
+    for (int i = 0; i < NP; i++) v.p[i] = (vN){0};
+    return v;
+}
+static inline vec16 v_load(const float *p) {
+    vec16 v;
+    for (int i = 0; i < NP; i++) memcpy(&v.p[i], p + VLEN * i, sizeof(vN));
+    return v;
+}
+static inline vec16 v_load_bf16(const uint16_t *p) { /* widen: u16 -> u32, << 16 */
+    vec16 v;
+    for (int i = 0; i < NP; i++) {
+        hN h;
+        memcpy(&h, p + VLEN * i, sizeof h);
+        v.p[i] = (vN)(__builtin_convertvector(h, uN) << 16);
+    }
     return v;
 }
 static inline vec16 v_set1(float f) {
     vec16 v;
-    for (int j = 0; j < 16; j++) v.f[j] = f;
+    for (int i = 0; i < NP; i++) v.p[i] = (vN){0} + f;
     return v;
 }
-static inline void v_store(float *p, vec16 v) { memcpy(p, v.f, sizeof v.f); }
+static inline void v_store(float *p, vec16 v) {
+    for (int i = 0; i < NP; i++) memcpy(p + VLEN * i, &v.p[i], sizeof(vN));
+}
+/* acc + a * b for one register, fused where the target has a fused
+ * multiply-add (twice the arithmetic per instruction): the one place for
+ * its intrinsics */
+#if defined(__FMA__) && VLEN == 8
+#include <immintrin.h>
+static inline vN fma_n(vN acc, vN a, vN b) { return (vN)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)acc); }
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+static inline vN fma_n(vN acc, vN a, vN b) { return (vN)vfmaq_f32((float32x4_t)acc, (float32x4_t)a, (float32x4_t)b); }
+#else
+static inline vN fma_n(vN acc, vN a, vN b) { return acc + a * b; }
+#endif
 static inline vec16 v_madd(vec16 acc, vec16 a, vec16 b) {
-    for (int j = 0; j < 16; j++) acc.f[j] += a.f[j] * b.f[j];
+    for (int i = 0; i < NP; i++) acc.p[i] = fma_n(acc.p[i], a.p[i], b.p[i]);
     return acc;
 }
 static inline vec16 v_add(vec16 a, vec16 b) {
-    for (int j = 0; j < 16; j++) a.f[j] += b.f[j];
+    for (int i = 0; i < NP; i++) a.p[i] += b.p[i];
     return a;
 }
 static inline vec16 v_keep(vec16 v) { return v; }
 static inline float v_sum(vec16 v) { /* the same tree as the AVX-512 version */
+    float f[16];
+    for (int i = 0; i < NP; i++) memcpy(f + VLEN * i, &v.p[i], sizeof(vN));
     for (int w = 8; w >= 1; w /= 2)
-        for (int j = 0; j < w; j++) v.f[j] += v.f[j + w];
-    return v.f[0];
+        for (int j = 0; j < w; j++) f[j] += f[j + w];
+    return f[0];
 }
 #endif
 
@@ -803,8 +850,15 @@ static inline float v_sum(vec16 v) { /* the same tree as the AVX-512 version */
  * count or the storage type. Rows past d are clamped to d-1 (computed, not
  * stored); positions past the batch are zero columns.
  * -------------------------------------------------------------------------- */
+#ifndef TILE_ROWS
+#if defined(__AVX512F__) /* 32 registers of 16 floats: 16 accumulators */
 #define TILE_ROWS 8
 #define TILE_VECS 2
+#else /* 16 registers of 8 floats (AVX2), 32 of 4 (NEON): 8 or 16 accumulators */
+#define TILE_ROWS 4
+#define TILE_VECS 1
+#endif
+#endif
 static inline ALWAYS_INLINE void matmul_tile(float *out, const float *xt, int bp, const void *w, int n, int d,
                                              int i0, int b0, int batch, int nv, int dtype) {
     const float *wf[TILE_ROWS];
@@ -846,6 +900,13 @@ static inline ALWAYS_INLINE void matmul_tile(float *out, const float *xt, int bp
  * 7B's down_proj) that x no longer fits in L1. bf16 rows are prefetched
  * 4 KB ahead (split over the R rows), non-temporally so that the weights do
  * not evict x; fp32 rows go without (it cost them speed). */
+#ifndef DECODE_ROWS
+#if defined(__AVX512F__)
+#define DECODE_ROWS 4 /* R = 4 for long rows: 16 accumulators fit in 32 registers */
+#else
+#define DECODE_ROWS 1 /* with 16 registers of 8 floats, 4 rows would spill */
+#endif
+#endif
 static inline ALWAYS_INLINE void dot_rows(float *out, const void *w, size_t row, const float *x, int n, int dtype,
                                           int R) {
     const float *wf = (const float *)w + row * n;
@@ -937,7 +998,12 @@ static void tiles_task(void *ctx, int begin, int end, int thread) {
         if (t->dtype == DTYPE_F32) matmul_tile(t->out, t->xt, t->bp, t->w, t->n, t->d, i0, b0, t->batch, NV, DTYPE_F32); \
         else matmul_tile(t->out, t->xt, t->bp, t->w, t->n, t->d, i0, b0, t->batch, NV, DTYPE_BF16);         \
         break
-            switch (nv) { TILE(1); TILE(2); }
+            switch (nv) {
+                TILE(1);
+#if TILE_VECS >= 2
+                TILE(2);
+#endif
+            }
 #undef TILE
         }
 }
@@ -945,7 +1011,7 @@ static void tiles_task(void *ctx, int begin, int end, int thread) {
 static int matmul_fast(float *out, const float *x, const void *w, int batch, int n, int d, int dtype) {
     MatmulTask t = {out, x, NULL, w, batch, (batch + 15) / 16 * 16, n, d, dtype, 1};
     if (batch == 1) {
-        t.R = n > 8192 && d % 4 == 0 ? 4 : 1;
+        t.R = n > 8192 && d % 4 == 0 && DECODE_ROWS == 4 ? 4 : 1;
         parallel_for(d / t.R, GUIDED, 16, matvec_task, &t);
         return 1;
     }
