@@ -476,12 +476,18 @@ def main():
         gen = full[len(prompt):]
         ids = full
 
+    if a.dtype == "float64":
+        torch.set_default_dtype(torch.float64)  # the masks transformers builds in the forward
     dumper = None
     if a.dump:
         try:
             dumper = Dumper(model, torch)
         except RuntimeError as e:
             die(f"--dump: {e}")
+    # lm_head's own output: transformers casts the returned logits to float32
+    # (logits.float()), which would round a float64 run
+    head_out = []
+    h_head = model.lm_head.register_forward_hook(lambda mod, inp, o: head_out.append(o.detach()[0]))
     t2 = time.time()
     try:
         with torch.no_grad():
@@ -491,12 +497,15 @@ def main():
     except RuntimeError as e:
         die(f"--dump: {e}" if dumper else str(e))
     finally:
+        h_head.remove()
         if dumper:
             dumper.close()
     t_fwd = time.time() - t2
 
     odt = "<f8" if a.dtype == "float64" else "<f4"
-    logits = out.logits[0].contiguous().numpy().astype(odt)
+    if len(head_out) != 1 or not torch.equal(head_out[0].float(), out.logits[0].float()):
+        die("lm_head's output and the forward's logits differ")
+    logits = head_out[0].contiguous().numpy().astype(odt)
     hidden = np.stack([h[0].numpy() for h in out.hidden_states]).astype(odt)
     if logits.shape != (len(ids), V) or hidden.shape != (L + 1, len(ids), H):
         die(f"unexpected output shapes {logits.shape} {hidden.shape}")
