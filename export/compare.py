@@ -479,9 +479,11 @@ def print_logits(it, tol, per_position, out):
     if it["pass"]:
         print("PASS" + tol_s, file=out)
     else:
-        f, w = it["first"], it["worst"]
+        f = it["first"]
         head = [f"first position {f['position']}: {f['why']}"] if f else []
-        print("FAIL: " + "; ".join(head + it["reasons"]) + tol_s, file=out)
+        same = f"worst position {f['position']}: " if f else None  # already said by the first
+        print("FAIL: " + "; ".join(head + [r for r in it["reasons"] if not (same and r.startswith(same))])
+              + tol_s, file=out)
 
 
 def print_table(items, out, name_w=None):
