@@ -507,11 +507,13 @@ def print_table(items, out, name_w=None):
 def print_verdict(items, unit, out):
     ok, first, worst = verdict(items)
     if ok:
-        print(f"PASS: {len(items)} {unit} within tolerance; largest " + describe(worst, worst["worst"]), file=out)
+        print(f"PASS: {len(items)} {unit} within tolerance; closest to its tolerance: " + describe(worst, worst["worst"]), file=out)
     else:
         nbad = sum(1 for it in items if not item_passed(it))
-        print(f"FAIL: first {describe(first, first['first'])}; worst {describe(worst, worst['worst'])} "
-              f"({nbad}/{len(items)} {unit} out of tolerance)", file=out)
+        f, w = first["first"], worst["worst"]
+        same = worst is first and w is not None and (w["position"], w.get("head")) == (f["position"], f.get("head"))
+        print(f"FAIL: first {describe(first, f)}; " + ("also the worst" if same else f"worst {describe(worst, w)}")
+              + f" ({nbad}/{len(items)} {unit} out of tolerance)", file=out)
     return ok
 
 
