@@ -660,6 +660,38 @@ class TestFixtureDump(Base):
         self.assertEqual(rc, 0, txt)
 
 
+class TestReferenceSide(unittest.TestCase):
+    """export/reference.py's torch-free parts: the dump names and the version check."""
+
+    @classmethod
+    def setUpClass(cls):
+        import reference  # noqa: E402  (imports torch only when run)
+        cls.ref = reference
+
+    def test_same_names_as_compare(self):
+        self.assertEqual(self.ref.LAYER_DUMP, compare.LAYER_ORDER)
+        self.assertEqual(self.ref.dump_names(3), dump_names(3))
+        self.assertEqual(len(self.ref.dump_names(32)), 1 + 32 * 15 + 2)
+
+    def test_version_check(self):
+        class T:
+            pass
+        for v, refused in (("4.38.2", False), ("4.39.0", True), ("4.40.2", True), ("4.41.2", True),
+                           ("4.41.0.dev0", True), ("4.42.0", False), ("4.44.2", False), ("5.0.0", False)):
+            T.__version__ = v
+            with self.subTest(version=v):
+                err = io.StringIO()
+                with contextlib.redirect_stderr(err):
+                    if refused:
+                        with self.assertRaises(SystemExit) as cm:
+                            self.ref.check_version(T, False)
+                        self.assertEqual(cm.exception.code, 2)
+                        self.assertIn("W+1 keys", err.getvalue())
+                        self.assertIsNotNone(self.ref.check_version(T, True))  # --allow-broken-window
+                    else:
+                        self.assertIsNone(self.ref.check_version(T, False))
+
+
 class TestUsage(Base):
     def test_errors_exit_2_one_line(self):
         good = self.path("g.f32", [0.0] * 12)
