@@ -660,6 +660,31 @@ class TestFixtureDump(Base):
         self.assertEqual(rc, 0, txt)
 
 
+    def test_raktn_dump_matches_transformers(self):
+        """./raktn --dump of the same checkpoint and ids against the committed
+        transformers dump: every module within 1e-4 (absolute, in every
+        element) and compare.py's verdict PASS. Needs tests/prepare.sh's sw8."""
+        model = os.path.join(ROOT, "tests", "work", "models", "sw8", "model.bin")
+        with open(os.path.join(FIXTURE_DUMP, "dump.json")) as f:
+            meta = json.load(f)
+        out = self.path("raktn-dump")
+        import subprocess
+        p = subprocess.run([os.path.join(ROOT, "raktn"), model, "-m", "logits", "--ids",
+                            " ".join(map(str, meta["ids"])), "--dump", out], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        names = dump_names(meta["n_layers"])
+        self.assertEqual(sorted(f[:-4] for f in os.listdir(out)), sorted(names))
+        for name in names:
+            ref, rshape = compare.read_npy(os.path.join(FIXTURE_DUMP, name + ".npy"))
+            got, gshape = compare.read_npy(os.path.join(out, name + ".npy"))
+            self.assertEqual(rshape, gshape, name)
+            worst = max(abs(float(a) - float(b)) for a, b in zip(ref, got))
+            self.assertLessEqual(worst, 1e-4, name)
+        rc, txt, err = self.run_main(FIXTURE_DUMP, out)
+        self.assertEqual(rc, 0, txt + err)
+        self.assertIn("PASS: 48 modules within tolerance", txt)
+
+
 class TestReferenceSide(unittest.TestCase):
     """export/reference.py's torch-free parts: the dump names and the version check."""
 
