@@ -239,6 +239,44 @@ def rms(v):
     return math.sqrt(math.fsum(x * x for x in v) / len(v))
 
 
+class TestPresets(Base):
+    """The presets measured with llama.cpp (notes/verification.md, "Presets")."""
+
+    def test_values(self):
+        P = compare.PRESETS
+        self.assertEqual(P["fp32"], {"tol_max": 1e-4, "tol_kl": None, "min_argmax": 1.0, "tol_rel": 2e-4})
+        self.assertEqual(P["f16kv"], {"tol_max": 3e-2, "tol_kl": 2e-5, "min_argmax": 1.0, "tol_rel": None})
+        self.assertEqual(P["bf16"], {"tol_max": 0.4, "tol_kl": 2e-3, "min_argmax": 0.95, "tol_rel": None})
+        self.assertEqual(P["q8"], {"tol_max": 1.5, "tol_kl": 4e-2, "min_argmax": 0.90, "tol_rel": None})
+        self.assertEqual(P["q4_k"], {"tol_max": 2.0, "tol_kl": 6e-2, "min_argmax": 0.90, "tol_rel": None})
+
+    def test_ladder(self):
+        # REF: 4 rows of 300 zeros with a top logit 5 (p = 1/(299 + e^5)
+        # elsewhere); OUT adds d to one other logit of every row, so max|d| = d,
+        # the argmax stays and KL = -p d + ln(1 - p + p e^d) is small (1.6e-3
+        # at d = 1, 7.2e-3 at d = 1.8): each preset's max|d| decides.
+        N, V = 4, 300
+        ref = [[0.0] * V for _ in range(N)]
+        for r in range(N):
+            ref[r][(37 * r) % V] = 5.0
+        a = self.path("ref.f32", [x for row in ref for x in row])
+        expect = {0.01: {"f16kv", "bf16", "q8", "q4_k"}, 0.25: {"bf16", "q8", "q4_k"},
+                  1.0: {"q8", "q4_k"}, 1.75: {"q4_k"}, 2.5: set()}
+        for d, passing in expect.items():
+            out = [list(row) for row in ref]
+            for r in range(N):
+                out[r][(37 * r + 1) % V] = f32(d)
+            b = self.path(f"out{d}.f32", [x for row in out for x in row])
+            for name, mod in BACKENDS:
+                compare.np = mod
+                for preset in ("fp32", "f16kv", "bf16", "q8", "q4_k"):
+                    with self.subTest(d=d, backend=name, preset=preset):
+                        rc, out_text, _ = self.run_main(a, b, "--vocab", str(V), "--preset", preset)
+                        self.assertEqual(rc, 0 if preset in passing else 1, out_text)
+                        if preset not in passing:
+                            self.assertIn("max|d|", out_text.splitlines()[-1])
+
+
 class TestHidden(Base):
     L, T, H = 3, 5, 8  # 4 entries: embeddings, layer 0, layer 1, final norm
 
@@ -319,12 +357,14 @@ class TestHidden(Base):
 
     def test_unmeasured_preset_needs_tol_rel(self):
         a = self.path("a.f32", [1.0] * 16)
-        rc, _, err = self.run_main(a, a, "--hidden", "--layers", "1", "--tokens", "2", "--preset", "q8")
-        self.assertEqual(rc, 2)
-        self.assertIn("--tol-rel", err)
-        rc, out, _ = self.run_main(a, a, "--hidden", "--layers", "1", "--tokens", "2", "--preset", "q8",
-                                   "--tol-rel", "0.1")
-        self.assertEqual(rc, 0, out)
+        for preset in ("f16kv", "bf16", "q8", "q4_k"):
+            with self.subTest(preset=preset):
+                rc, _, err = self.run_main(a, a, "--hidden", "--layers", "1", "--tokens", "2", "--preset", preset)
+                self.assertEqual(rc, 2)
+                self.assertIn("--tol-rel", err)
+                rc, out, _ = self.run_main(a, a, "--hidden", "--layers", "1", "--tokens", "2", "--preset", preset,
+                                           "--tol-rel", "0.1")
+                self.assertEqual(rc, 0, out)
 
     def test_hidden_shape_mismatch(self):
         a = self.path("a.f32", [0.0] * 30)
