@@ -21,7 +21,7 @@ ifeq ($(OMP),1)
 override CFLAGS += -fopenmp
 endif
 
-TESTS = tests/test_model tests/test_tokenizer tests/test_cli tests/test_robust
+TESTS = tests/test_model tests/test_sample tests/test_tokenizer tests/test_cli tests/test_robust
 
 .PHONY: all test test-asan demo clean fixtures-data
 all: raktn
@@ -30,8 +30,8 @@ raktn: raktn.c tokenizer.c tokenizer.h
 	$(CC) $(CFLAGS) -o $@ raktn.c tokenizer.c $(LDLIBS)
 
 # Test programs #include the code they test (like llm.c's test_gpt2.c);
-# test_model includes raktn.c and links tokenizer.c beside it.
-tests/test_model: tests/test_model.c tests/testutil.h raktn.c tokenizer.c tokenizer.h
+# test_model and test_sample include raktn.c and link tokenizer.c beside it.
+tests/test_model tests/test_sample: tests/%: tests/%.c tests/testutil.h raktn.c tokenizer.c tokenizer.h
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< tokenizer.c $(LDLIBS) $(CHECK_LIBS)
 
 tests/test_%: tests/test_%.c tests/testutil.h tests/testrun.h raktn.c tokenizer.c tokenizer.h
