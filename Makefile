@@ -1,38 +1,65 @@
 # raktn - build, test, fuzz, bench.
 #   make            build ./raktn (libc + libm only)
-#   make test       build and run the Check test suite
+#   make plain      build ./raktn-plain: the model part of raktn.c alone
+#                   (-DRAKTN_PLAIN: plain C, no vectors, no threads) and run
+#                   the model tests on it
+#   make truth      build ./raktn-truth: the plain build with every quantity
+#                   in double (the model's exact math; writes float64)
+#   make test       build and run the Check test suite (the plain and truth
+#                   builds too)
 #   make test-asan  the same suite under AddressSanitizer + UBSan
+#   make cross      static builds for aarch64, armhf, i686, s390x run under
+#                   qemu-user against the fixtures (tests/cross.sh)
 #   make demo       generate a small checkpoint, export it and run it end to end
 CC      ?= cc
-# -march=native where the compiler has it (SIMD matmul), plain -O3 elsewhere.
-NATIVE  := $(shell $(CC) -march=native -E -x c /dev/null >/dev/null 2>&1 && echo -march=native)
+# -march=native for a native build whose compiler takes it (the vector
+# kernels then use what this CPU has); never for a cross compiler, whose
+# target is not this machine (its -dumpmachine names another architecture).
+HOST_ARCH := $(shell uname -m)
+CC_ARCH := $(shell $(CC) -dumpmachine 2>/dev/null | cut -d- -f1)
+NATIVE  := $(if $(filter $(HOST_ARCH),$(CC_ARCH)),$(shell $(CC) -march=native -x c -c /dev/null -o /dev/null 2>/dev/null && echo -march=native))
 CFLAGS  ?= -O3 $(NATIVE)
-CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -D_POSIX_C_SOURCE=200809L
-LDLIBS  = -lm
+# what the code needs, kept whatever CFLAGS says
+REQ_CFLAGS := -std=c11 -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -D_POSIX_C_SOURCE=200809L
+override CFLAGS := $(REQ_CFLAGS) $(CFLAGS)
+LDLIBS  = -lm -pthread
 PYTHON  ?= python3
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -pthread)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 
-# OpenMP threads (matmul rows, attention heads) are used when the compiler
-# supports -fopenmp; `make OMP=0` builds without (single-threaded, same
-# results). `override` keeps it when CFLAGS is given on the command line.
-OMP     ?= $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo 1 || echo 0)
-ifeq ($(OMP),1)
-override CFLAGS += -fopenmp
-endif
+# the plain build: Part 1 of raktn.c does all the computing
+PLAIN_CFLAGS := $(CFLAGS) -DRAKTN_PLAIN
+TRUTH_CFLAGS := $(PLAIN_CFLAGS) -DRAKTN_TRUTH
 
-TESTS = tests/test_model tests/test_sample tests/test_tokenizer tests/test_cli tests/test_robust
+TESTS = tests/test_model tests/test_sample tests/test_tokenizer tests/test_cli tests/test_robust tests/test_model_plain tests/test_truth
 
-.PHONY: all test test-asan demo clean fixtures-data
+.PHONY: all plain truth cross test test-asan demo clean fixtures-data
 all: raktn
 
 raktn: raktn.c tokenizer.c tokenizer.h
-	$(CC) $(CFLAGS) -o $@ raktn.c tokenizer.c $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ raktn.c tokenizer.c $(LDLIBS)
+
+raktn-plain: raktn.c tokenizer.c tokenizer.h
+	$(CC) $(PLAIN_CFLAGS) $(LDFLAGS) -o $@ raktn.c tokenizer.c $(LDLIBS)
+
+raktn-truth: raktn.c tokenizer.c tokenizer.h
+	$(CC) $(TRUTH_CFLAGS) $(LDFLAGS) -o $@ raktn.c tokenizer.c $(LDLIBS)
+
+truth: raktn-truth
+
+plain: raktn-plain tests/test_model_plain fixtures-data
+	@PYTHON=$(PYTHON) TEST_PY= sh tests/run.sh tests/test_model_plain
 
 # Test programs #include the code they test (like llm.c's test_gpt2.c);
 # test_model and test_sample include raktn.c and link tokenizer.c beside it.
 tests/test_model tests/test_sample: tests/%: tests/%.c tests/testutil.h raktn.c tokenizer.c tokenizer.h
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< tokenizer.c $(LDLIBS) $(CHECK_LIBS)
+
+tests/test_truth: tests/test_truth.c tests/testutil.h raktn.c tokenizer.c tokenizer.h
+	$(CC) $(TRUTH_CFLAGS) $(CHECK_CFLAGS) -o $@ $< tokenizer.c $(LDLIBS) $(CHECK_LIBS)
+
+tests/test_model_plain: tests/test_model.c tests/testutil.h raktn.c tokenizer.c tokenizer.h
+	$(CC) $(PLAIN_CFLAGS) $(CHECK_CFLAGS) -o $@ $< tokenizer.c $(LDLIBS) $(CHECK_LIBS)
 
 tests/test_%: tests/test_%.c tests/testutil.h tests/testrun.h raktn.c tokenizer.c tokenizer.h
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(LDLIBS) $(CHECK_LIBS)
@@ -42,13 +69,16 @@ tests/test_%: tests/test_%.c tests/testutil.h tests/testrun.h raktn.c tokenizer.
 fixtures-data: raktn
 	PYTHON=$(PYTHON) sh tests/prepare.sh
 
-test: raktn $(TESTS) fixtures-data
+test: raktn raktn-plain raktn-truth $(TESTS) fixtures-data
 	@PYTHON=$(PYTHON) sh tests/run.sh $(TESTS)
 
 test-asan:
 	$(MAKE) clean
 	$(MAKE) test CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 	$(MAKE) clean
+
+cross: raktn fixtures-data demo
+	sh tests/cross.sh
 
 # Batched prompt vs token-by-token through the same forward pass, one run.
 bench/prefill_vs_token: bench/prefill_vs_token.c raktn.c tokenizer.c tokenizer.h
@@ -70,7 +100,7 @@ demo: raktn
 	./raktn demo/model/model.bin -m logits -i "Hello, world" --top 3
 
 clean:
-	rm -f raktn $(TESTS)
+	rm -f raktn raktn-plain raktn-truth $(TESTS)
 
 # Fuzzing (libFuzzer, clang) and the fuzz regression run live in fuzz/fuzz.mk.
 -include fuzz/fuzz.mk

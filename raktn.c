@@ -1,27 +1,38 @@
 /* raktn.c - RakutenAI-7B (the Mistral-7B architecture) in one file of C.
  *
- * The whole model, read top to bottom in the order data flows through it:
+ * How to read this file
  *
- *   1. the model file      model.bin (notes/format.md), validated then mmap'd
- *   2. the run state       activations and the key/value cache (a ring buffer)
- *   3. the building blocks RMSNorm, matmul, RoPE, softmax, SiLU
- *   4. the forward pass    embeddings -> 32 x (attention + MLP) -> norm -> logits
- *   5. sampling            greedy, temperature, top-p
- *   6. the programs        generate, chat, logits, ppl, tokenize, detokenize
+ *   Part 1  THE MODEL          read this first: it is the whole definition.
+ *           Config and weights, the run state (activations, the KV cache),
+ *           the building blocks in plain C (matmul, RMSNorm, RoPE, softmax,
+ *           SiLU, attention), the forward pass step by step as Hugging Face
+ *           transformers' MistralForCausalLM.forward, then sampling.
+ *   Part 2  MAKING IT FAST     skip on a first read. Vector kernels, tiles,
+ *           prefetching, blocked attention and threads. Each fast kernel
+ *           names the plain function of Part 1 it computes, and
+ *           tests/test_model.c holds it to that function.
+ *   Part 3  THE MODEL FILE     model.bin (notes/format.md): checked, mmap'd.
+ *   Part 4  THE PROGRAMS       generate, chat, logits, ppl, tokenize,
+ *           detokenize, and the command line.
  *
- * Every computation is fp32 and mirrors Hugging Face transformers'
- * MistralForCausalLM with eager attention; the comments name the HF module
- * each block corresponds to. Weights may be stored as fp32 or bf16 (widened
- * to fp32 as they are read, which is exact).
+ * Every computation is fp32 and mirrors transformers' MistralForCausalLM
+ * (eager attention); the comments name the HF module each step mirrors.
+ * Weights are stored as fp32 or bf16 (widened to fp32 as they are read,
+ * which is exact). notes/model.md walks Part 1 with the 7B's shapes.
  *
- * Build: make   (libc + libm; OpenMP threads when the compiler has them, `make OMP=0` without)
+ * Build: make         the full build (Part 1 + Part 2; POSIX threads)
+ *        make plain   ./raktn-plain: Part 1 alone does the computing
+ *                     (-DRAKTN_PLAIN; same results within rounding)
  * Usage: ./raktn MODEL.bin -i "prompt"    (./raktn -h for everything else)
  */
-#define _DEFAULT_SOURCE /* for madvise(MADV_HUGEPAGE) where the C library has it */
+#define _DEFAULT_SOURCE   /* glibc, musl: MAP_ANONYMOUS, madvise(MADV_HUGEPAGE) */
+#define _DARWIN_C_SOURCE  /* macOS: MAP_ANON, madvise */
+#define _FILE_OFFSET_BITS 64 /* 32-bit hosts: files over 2 GiB */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <math.h>
+#include <tgmath.h> /* <math.h>, and exp(x) typed by its argument */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,15 +42,17 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include "tokenizer.h"
 
-/* Positions pushed through the layers together during prefill: each weight
- * row is then read from memory once per chunk instead of once per token.
- * 128 measured ~10% faster than 64 on a 1B model (notes/performance.md);
- * the activations of a chunk take about 33 MB at the 7B's shapes. */
+/* Part 2's kernels are written with GCC's and Clang's vector extensions;
+ * other compilers build the plain model (Part 1) alone. */
+#if !defined(__GNUC__) && !defined(RAKTN_PLAIN)
+#define RAKTN_PLAIN
+#endif
+
+/* Positions pushed through the layers together during a prompt (prefill):
+ * each weight row is then read from memory once per chunk instead of once
+ * per token. */
 #ifndef CHUNK
 #define CHUNK 128
 #endif
@@ -60,60 +73,1295 @@ static void die(const char *fmt, ...) {
     exit(1);
 }
 
+/* a * b as a size, or a one-line error where it does not fit (32-bit hosts) */
+static size_t size_mul(uint64_t a, uint64_t b) {
+    if (a && b > SIZE_MAX / a) die("out of memory (%llu x %llu does not fit in this machine's sizes)",
+                                   (unsigned long long)a, (unsigned long long)b);
+    return (size_t)(a * b);
+}
+
 static void *xcalloc(size_t n, size_t size) {
+    if (size && n > SIZE_MAX / size) die("out of memory (%zu x %zu bytes)", n, size);
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p) die("out of memory (%zu x %zu bytes)", n, size);
     return p;
 }
 
+/* ##########################################################################
+ * PART 1: THE MODEL
+ * ########################################################################## */
+
+/* The shape of the model: config.json's fields, with the 7B's values. */
+typedef struct {
+    int dim;            /* hidden_size: 4096 */
+    int hidden_dim;     /* intermediate_size, the MLP's width: 14336 */
+    int n_layers;       /* num_hidden_layers: 32 */
+    int n_heads;        /* num_attention_heads (query heads): 32 */
+    int n_kv_heads;     /* num_key_value_heads: 8 (grouped-query attention) */
+    int head_dim;       /* hidden_size / num_attention_heads: 128 */
+    int vocab_size;     /* vocab_size: 48000 for RakutenAI (Mistral: 32000) */
+    int max_seq_len;    /* max_position_embeddings: 32768 */
+    int sliding_window; /* sliding_window: each position sees this many keys (4096); 0 = all */
+    int bos_id, eos_id; /* bos_token_id 1, eos_token_id 2; -1 when absent */
+    int tied;           /* tie_word_embeddings: false (lm_head has its own matrix) */
+    float rope_theta;   /* rope_theta: 10000 */
+    float rms_norm_eps; /* rms_norm_eps: 1e-5 */
+    int dtype;          /* how model.bin stores the weights: DTYPE_F32 or DTYPE_BF16 */
+} Config;
+
+enum { DTYPE_F32 = 0, DTYPE_BF16 = 1 };
+
+/* The type every activation is computed in: float, as transformers does in
+ * fp32; double in the truth build (make truth: the model's exact math, to
+ * measure how far fp32 implementations are from it). Math functions come
+ * from <tgmath.h>, so exp(x) is expf for a float and exp for a double. */
+#ifdef RAKTN_TRUTH
+typedef double real;
+#else
+typedef float real;
+#endif
+
+/* The weights, as in the HF checkpoint: each points into the mapped file
+ * at fp32 or bf16 values (Config.dtype), row-major as in PyTorch, so a
+ * Linear's weight is [out_features][in_features]. */
+typedef struct {
+    const void *input_layernorm;          /* [dim] */
+    const void *wq;                       /* self_attn.q_proj: [n_heads*head_dim][dim] */
+    const void *wk, *wv;                  /* self_attn.k_proj, v_proj: [n_kv_heads*head_dim][dim] */
+    const void *wo;                       /* self_attn.o_proj: [dim][n_heads*head_dim] */
+    const void *post_attention_layernorm; /* [dim] */
+    const void *w_gate, *w_up;            /* mlp.gate_proj, up_proj: [hidden_dim][dim] */
+    const void *w_down;                   /* mlp.down_proj: [dim][hidden_dim] */
+} LayerWeights;
+
+typedef struct {
+    const void *embed_tokens; /* model.embed_tokens: [vocab][dim] */
+    LayerWeights *layers;     /* model.layers: [n_layers] */
+    const void *norm;         /* model.norm: [dim] */
+    const void *lm_head;      /* lm_head: [vocab][dim]; == embed_tokens when tied */
+} Weights;
+
+typedef struct {
+    Config config;
+    Weights weights;
+    void *map; /* model.bin, mapped read-only (Part 3) */
+    size_t map_size;
+} Model;
+
+/* bf16 is the top 16 bits of an fp32, so widening is a shift and is exact */
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Element i of a weight tensor, as fp32 */
+static inline float weight_at(const void *w, size_t i, int dtype) {
+    return dtype == DTYPE_F32 ? ((const float *)w)[i] : bf16_to_f32(((const uint16_t *)w)[i]);
+}
+
 /* ==========================================================================
- * 1. The model file
+ * The run state: activations for a chunk of up to CHUNK positions, and the
+ * key/value cache. The cache is a ring of `cache_len` positions per layer:
+ * position p lives in slot p % cache_len. With a sliding window W a
+ * position never looks further back than W-1, so W slots suffice however
+ * long the text runs.
+ * ========================================================================== */
+
+struct Fast; /* Part 2's scratch memory (none in the plain build) */
+
+typedef struct {
+    int ctx;          /* positions this run may reach (<= max_seq_len) */
+    int cache_len;    /* slots in the ring: min(sliding_window, ctx), or ctx */
+    real *x;         /* [CHUNK][dim] the residual stream */
+    real *xb;        /* [CHUNK][dim] a block's normed input */
+    real *q;         /* [CHUNK][n_heads*head_dim] queries */
+    real *k, *v;     /* [CHUNK][n_kv_heads*head_dim] this chunk's keys and values */
+    real *att_out;   /* [CHUNK][n_heads*head_dim] attention output, before o_proj */
+    real *proj;      /* [CHUNK][dim] output of o_proj or down_proj */
+    real *gate, *up; /* [CHUNK][hidden_dim] */
+    real *scores;    /* [cache_len] one query's attention weights */
+    real *inv_freq;  /* [head_dim/2] RoPE frequencies */
+    real *rope_cos, *rope_sin; /* [CHUNK][head_dim/2] the chunk's RoPE angles */
+    real *key_cache; /* [n_layers][n_kv_heads][cache_len][head_dim] (kv_offset) */
+    real *value_cache;
+    size_t kv_floats; /* values in each cache */
+    real *logits;    /* [vocab] the last position's logits */
+    struct Fast *fast;
+} RunState;
+
+/* Part 2's entry points. Each plain function below that has a fast twin
+ * begins with `if (FAST(twin(...))) return;`: the full build hands the
+ * work to the twin, which computes the same thing faster; the plain build
+ * (-DRAKTN_PLAIN) compiles no Part 2 and FAST(...) is 0. Tests set
+ * plain_kernels to run the plain functions in the full build. */
+#ifdef RAKTN_PLAIN
+#define FAST(call) 0
+#else
+static int plain_kernels;
+#define FAST(call) (!plain_kernels && (call))
+static int matmul_fast(float *out, const float *x, const void *w, int batch, int n, int d, int dtype);
+static int attention_fast(const Config *c, RunState *s, int layer, int n, int pos);
+static int silu_fast(float *x, size_t n);
+static float *fast_kv_cache(size_t floats);
+static void fast_kv_cache_free(float *p, size_t floats);
+static void fast_init(RunState *s, const Config *c);
+static void fast_free(RunState *s);
+#endif
+
+static real *new_kv_cache(size_t floats) {
+#ifndef RAKTN_PLAIN
+    return fast_kv_cache(floats); /* the same zeroed floats, in 2 MB pages */
+#endif
+    return xcalloc(floats, sizeof(real));
+}
+
+static void free_kv_cache(real *p, size_t floats) {
+#ifndef RAKTN_PLAIN
+    fast_kv_cache_free(p, floats);
+    return;
+#endif
+    free(p);
+}
+
+static void init_state(RunState *s, const Config *c, int ctx) {
+    size_t D = c->dim, Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
+    s->ctx = ctx;
+    s->cache_len = (c->sliding_window > 0 && c->sliding_window < ctx) ? c->sliding_window : ctx;
+    s->x = xcalloc(CHUNK * D, sizeof(real));
+    s->xb = xcalloc(CHUNK * D, sizeof(real));
+    s->q = xcalloc(CHUNK * Q, sizeof(real));
+    s->k = xcalloc(CHUNK * KV, sizeof(real));
+    s->v = xcalloc(CHUNK * KV, sizeof(real));
+    s->att_out = xcalloc(CHUNK * Q, sizeof(real));
+    s->proj = xcalloc(CHUNK * D, sizeof(real));
+    s->gate = xcalloc(CHUNK * (size_t)c->hidden_dim, sizeof(real));
+    s->up = xcalloc(CHUNK * (size_t)c->hidden_dim, sizeof(real));
+    s->scores = xcalloc((size_t)s->cache_len, sizeof(real));
+    s->logits = xcalloc((size_t)c->vocab_size, sizeof(real));
+    s->rope_cos = xcalloc(CHUNK * ((size_t)c->head_dim / 2), sizeof(real));
+    s->rope_sin = xcalloc(CHUNK * ((size_t)c->head_dim / 2), sizeof(real));
+    /* MistralRotaryEmbedding: inv_freq[i] = 1 / theta^(2i/head_dim), in fp32 */
+    s->inv_freq = xcalloc((size_t)c->head_dim / 2, sizeof(real));
+    for (int i = 0; i < c->head_dim / 2; i++)
+        s->inv_freq[i] = 1 / pow((real)c->rope_theta, (real)(2 * i) / (real)c->head_dim);
+    s->kv_floats = size_mul(size_mul((size_t)c->n_layers, (size_t)s->cache_len), KV);
+    s->key_cache = new_kv_cache(s->kv_floats);
+    s->value_cache = new_kv_cache(s->kv_floats);
+    s->fast = NULL;
+#ifndef RAKTN_PLAIN
+    fast_init(s, c);
+#endif
+}
+
+static void free_state(RunState *s) {
+#ifndef RAKTN_PLAIN
+    fast_free(s);
+#endif
+    real *bufs[] = {s->x,      s->xb,       s->q,        s->k,        s->v,       s->att_out,
+                     s->proj,   s->gate,     s->up,       s->scores,   s->logits,  s->rope_cos,
+                     s->rope_sin, s->inv_freq};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free_kv_cache(s->key_cache, s->kv_floats);
+    free_kv_cache(s->value_cache, s->kv_floats);
+}
+
+/* ==========================================================================
+ * The building blocks
+ * ========================================================================== */
+
+/* nn.Linear without bias, for a batch of positions:
+ * out[b][i] = sum_k W[i][k] * x[b][k], W is [d][n], x is [batch][n]. */
+static void matmul(real *out, const real *x, const void *w, int batch, int n, int d, int dtype) {
+    if (FAST(matmul_fast(out, x, w, batch, n, d, dtype))) return;
+    for (int b = 0; b < batch; b++)
+        for (int i = 0; i < d; i++) {
+            real sum = 0;
+            for (int k = 0; k < n; k++) sum += weight_at(w, (size_t)i * n + k, dtype) * x[(size_t)b * n + k];
+            out[(size_t)b * d + i] = sum;
+        }
+}
+
+/* MistralRMSNorm: out = w * x / sqrt(mean(x^2) + eps). No mean subtracted,
+ * no bias; w is a learned per-channel scale. */
+static void rmsnorm(real *out, const real *x, const void *w, int n, float eps, int dtype) {
+    double ss = 0; /* double: the one long sum here */
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    real inv = 1 / sqrt((real)(ss / n) + eps);
+    for (int i = 0; i < n; i++) out[i] = weight_at(w, (size_t)i, dtype) * (x[i] * inv);
+}
+
+/* MistralRotaryEmbedding: the cosine and sine of each position's angles,
+ * angle = float(p) * inv_freq[i], computed in fp32 as HF does (in double in
+ * the truth build). */
+static void rope_angles(RunState *s, int head_dim, int pos, int n) {
+    int half = head_dim / 2;
+    for (int b = 0; b < n; b++)
+        for (int i = 0; i < half; i++) {
+            real angle = (real)(pos + b) * s->inv_freq[i];
+            s->rope_cos[(size_t)b * half + i] = cos(angle);
+            s->rope_sin[(size_t)b * half + i] = sin(angle);
+        }
+}
+
+/* apply_rotary_pos_emb with rotate_half: in each head, dim i turns together
+ * with dim i + head_dim/2 (not with its neighbour, as in Meta's original
+ * layout) by the position's angle i. This is where the position enters. */
+static void rope(real *vec, int n_heads, int head_dim, const real *cos_p, const real *sin_p) {
+    int half = head_dim / 2;
+    for (int h = 0; h < n_heads; h++) {
+        real *v = vec + (size_t)h * head_dim;
+        for (int i = 0; i < half; i++) {
+            real x0 = v[i], x1 = v[i + half];
+            v[i] = x0 * cos_p[i] - x1 * sin_p[i];
+            v[i + half] = x1 * cos_p[i] + x0 * sin_p[i];
+        }
+    }
+}
+
+/* softmax in place: exp(x - max) / sum. Subtracting the max first keeps
+ * exp from overflowing and does not change the result. */
+static void softmax(real *x, int n) {
+    real max = x[0];
+    for (int i = 1; i < n; i++)
+        if (x[i] > max) max = x[i];
+    real sum = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = exp(x[i] - max);
+        sum += x[i];
+    }
+    for (int i = 0; i < n; i++) x[i] /= sum;
+}
+
+/* The MLP's activation (act_fn): SiLU(x) = x * sigmoid(x), in place */
+static void silu(real *x, size_t n) {
+    if (FAST(silu_fast(x, n))) return;
+    for (size_t i = 0; i < n; i++) x[i] = x[i] / (1 + exp(-x[i]));
+}
+
+/* x *= y (the MLP's gating) and x += y (the residual connections) */
+static void mul_in_place(real *x, const real *y, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] *= y[i];
+}
+static void add_in_place(real *x, const real *y, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+/* Where the key (or value) of position t for KV head kvh of a layer lives
+ * in the ring: [layer][KV head][slot][head_dim], slot t % cache_len. */
+static size_t kv_offset(const RunState *s, const Config *c, int layer, int kvh, int t) {
+    return (((size_t)layer * c->n_kv_heads + kvh) * s->cache_len + (size_t)(t % s->cache_len)) * c->head_dim;
+}
+
+/* The key (cache = key_cache, chunk = k) or value (value_cache, v) of
+ * position t: in the ring if it came before this chunk (t < pos), else
+ * still in the chunk's own rows. */
+static const real *kv_row(const Config *c, const RunState *s, const real *cache, const real *chunk, int layer,
+                           int kvh, int t, int pos) {
+    if (t < pos) return cache + kv_offset(s, c, layer, kvh, t);
+    return chunk + (size_t)(t - pos) * c->n_kv_heads * c->head_dim + (size_t)kvh * c->head_dim;
+}
+
+/* The first key position p may attend to: its sliding window holds W keys,
+ * itself included (HF's sliding-window causal mask) */
+static int first_key(const Config *c, int p) {
+    return c->sliding_window > 0 && p - c->sliding_window + 1 > 0 ? p - c->sliding_window + 1 : 0;
+}
+
+/* Watching the forward pass (--hidden, --dump): given a Trace, the forward
+ * pass hands it each module's output under the Hugging Face module's name
+ * ("self_attn.q_proj" of layer 3: model.layers.3.self_attn.q_proj). */
+typedef struct Trace Trace;
+struct Trace {
+    /* rows x cols floats: `module`'s output for positions pos .. pos+rows-1;
+     * layer -1 for the modules outside the layers */
+    void (*output)(Trace *t, const char *module, int layer, int pos, const real *x, int rows, int cols);
+    /* NULL, or: query head h at position p, its attention weights over keys
+     * first .. first+n_keys-1 (the rest of the causal row is 0) */
+    void (*weights)(Trace *t, int layer, int h, int p, int first, const real *w, int n_keys);
+};
+
+static void trace(Trace *t, const char *module, int layer, int pos, const real *x, int rows, int cols) {
+    if (t) t->output(t, module, layer, pos, x, rows, cols);
+}
+
+/* MistralAttention (eager), after the projections and RoPE: for each of the
+ * chunk's positions p and each query head h, a score for every key p may
+ * see (q . k / sqrt(head_dim)), softmax, and the weighted sum of the
+ * values. GQA (HF's repeat_kv): query head h reads KV head h / group. Keys
+ * before the chunk come from the ring; the chunk's own are still in s->k. */
+static void attention(const Config *c, RunState *s, int layer, int n, int pos, Trace *tr) {
+    if (!(tr && tr->weights) && FAST(attention_fast(c, s, layer, n, pos))) return;
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    for (int b = 0; b < n; b++) {
+        int p = pos + b, first = first_key(c, p), n_keys = p - first + 1;
+        for (int h = 0; h < c->n_heads; h++) {
+            int kvh = h / group;
+            const real *q = s->q + ((size_t)b * c->n_heads + h) * hd;
+            for (int t = first; t <= p; t++) {
+                const real *k = kv_row(c, s, s->key_cache, s->k, layer, kvh, t, pos);
+                real dot = 0;
+                for (int i = 0; i < hd; i++) dot += q[i] * k[i];
+                s->scores[t - first] = dot / sqrt((real)hd);
+            }
+            softmax(s->scores, n_keys);
+            if (tr && tr->weights) tr->weights(tr, layer, h, p, first, s->scores, n_keys);
+            real *out = s->att_out + ((size_t)b * c->n_heads + h) * hd;
+            for (int i = 0; i < hd; i++) out[i] = 0;
+            for (int t = first; t <= p; t++) {
+                const real *v = kv_row(c, s, s->value_cache, s->v, layer, kvh, t, pos);
+                for (int i = 0; i < hd; i++) out[i] += s->scores[t - first] * v[i];
+            }
+        }
+    }
+}
+
+/* The KV cache: after every position of the chunk has attended, its keys
+ * and values go into their ring slots, in position order (with more
+ * positions than slots the latest win). Writing them before attending could
+ * overwrite a key an earlier position of the chunk still needs. */
+static void store_kv(const Config *c, RunState *s, int layer, int n, int pos) {
+    int hd = c->head_dim, kv_dim = c->n_kv_heads * hd;
+    for (int b = 0; b < n; b++)
+        for (int kvh = 0; kvh < c->n_kv_heads; kvh++) {
+            size_t at = kv_offset(s, c, layer, kvh, pos + b), from = (size_t)b * kv_dim + (size_t)kvh * hd;
+            memcpy(s->key_cache + at, s->k + from, (size_t)hd * sizeof(real));
+            memcpy(s->value_cache + at, s->v + from, (size_t)hd * sizeof(real));
+        }
+}
+
+/* ==========================================================================
+ * The forward pass: MistralForCausalLM.forward for n (<= CHUNK) tokens at
+ * positions pos .. pos+n-1, whose earlier positions are in the KV cache.
+ * logits: NULL, or [n][vocab] (all = 1) or [vocab] for the last token only.
+ * ========================================================================== */
+static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int pos, real *logits, int all,
+                          Trace *tr) {
+    const Config *c = &m->config;
+    const Weights *w = &m->weights;
+    int D = c->dim, F = c->hidden_dim, hd = c->head_dim, dt = c->dtype;
+    int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
+    float eps = c->rms_norm_eps;
+
+    rope_angles(s, hd, pos, n); /* once for all layers */
+
+    /* model.embed_tokens: each token's row of the embedding matrix starts
+     * the residual stream x, which every layer reads and adds to */
+    for (int b = 0; b < n; b++)
+        for (int i = 0; i < D; i++) s->x[(size_t)b * D + i] = weight_at(w->embed_tokens, (size_t)tokens[b] * D + i, dt);
+    trace(tr, "model.embed_tokens", -1, pos, s->x, n, D);
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const LayerWeights *L = &w->layers[l];
+
+        /* MistralDecoderLayer, first half: x = x + self_attn(input_layernorm(x)) */
+        for (int b = 0; b < n; b++) rmsnorm(s->xb + (size_t)b * D, s->x + (size_t)b * D, L->input_layernorm, D, eps, dt);
+        trace(tr, "input_layernorm", l, pos, s->xb, n, D);
+        matmul(s->q, s->xb, L->wq, n, D, q_dim, dt);
+        trace(tr, "self_attn.q_proj", l, pos, s->q, n, q_dim);
+        matmul(s->k, s->xb, L->wk, n, D, kv_dim, dt);
+        trace(tr, "self_attn.k_proj", l, pos, s->k, n, kv_dim);
+        matmul(s->v, s->xb, L->wv, n, D, kv_dim, dt);
+        trace(tr, "self_attn.v_proj", l, pos, s->v, n, kv_dim);
+        for (int b = 0; b < n; b++) {
+            const real *cs = s->rope_cos + (size_t)b * (hd / 2), *sn = s->rope_sin + (size_t)b * (hd / 2);
+            rope(s->q + (size_t)b * q_dim, c->n_heads, hd, cs, sn);
+            rope(s->k + (size_t)b * kv_dim, c->n_kv_heads, hd, cs, sn);
+        }
+        trace(tr, "self_attn.q_rope", l, pos, s->q, n, q_dim);
+        trace(tr, "self_attn.k_rope", l, pos, s->k, n, kv_dim);
+        attention(c, s, l, n, pos, tr);
+        store_kv(c, s, l, n, pos);
+        trace(tr, "self_attn.attn_output", l, pos, s->att_out, n, q_dim);
+        matmul(s->proj, s->att_out, L->wo, n, q_dim, D, dt);
+        trace(tr, "self_attn.o_proj", l, pos, s->proj, n, D);
+        add_in_place(s->x, s->proj, (size_t)n * D);
+
+        /* second half, MistralMLP: x = x + down_proj(act_fn(gate_proj(h)) * up_proj(h)),
+         * h = post_attention_layernorm(x) (SwiGLU) */
+        for (int b = 0; b < n; b++)
+            rmsnorm(s->xb + (size_t)b * D, s->x + (size_t)b * D, L->post_attention_layernorm, D, eps, dt);
+        trace(tr, "post_attention_layernorm", l, pos, s->xb, n, D);
+        matmul(s->gate, s->xb, L->w_gate, n, D, F, dt);
+        trace(tr, "mlp.gate_proj", l, pos, s->gate, n, F);
+        matmul(s->up, s->xb, L->w_up, n, D, F, dt);
+        trace(tr, "mlp.up_proj", l, pos, s->up, n, F);
+        silu(s->gate, (size_t)n * F);
+        trace(tr, "mlp.act_fn", l, pos, s->gate, n, F);
+        mul_in_place(s->gate, s->up, (size_t)n * F);
+        matmul(s->proj, s->gate, L->w_down, n, F, D, dt);
+        trace(tr, "mlp.down_proj", l, pos, s->proj, n, D);
+        add_in_place(s->x, s->proj, (size_t)n * D);
+        trace(tr, "", l, pos, s->x, n, D); /* the layer's output: model.layers.l */
+    }
+
+    /* model.norm, then lm_head: the logits of the next token (only for the
+     * positions whose logits are wanted) */
+    int first = all || tr ? 0 : n - 1;
+    for (int b = first; b < n; b++) rmsnorm(s->xb + (size_t)b * D, s->x + (size_t)b * D, w->norm, D, eps, dt);
+    trace(tr, "model.norm", -1, pos, s->xb, n, D);
+    if (!logits) return;
+    first = all ? 0 : n - 1;
+    matmul(logits, s->xb + (size_t)first * D, w->lm_head, n - first, D, c->vocab_size, dt);
+    if (all) trace(tr, "lm_head", -1, pos, logits, n, c->vocab_size);
+}
+
+/* Any number of tokens, CHUNK at a time; returns the last token's logits
+ * (in s->logits: only the last chunk goes through lm_head). */
+static real *forward(Model *m, RunState *s, const int *tokens, int n, int pos) {
+    for (int i = 0; i < n; i += CHUNK) {
+        int len = n - i < CHUNK ? n - i : CHUNK;
+        forward_chunk(m, s, tokens + i, len, pos + i, i + len == n ? s->logits : NULL, 0, NULL);
+    }
+    return s->logits;
+}
+
+/* ==========================================================================
+ * Sampling: turning the logits into the next token
+ * ========================================================================== */
+
+typedef struct {
+    float temperature; /* 0 = greedy */
+    float top_p;       /* nucleus: sample from the smallest set with mass >= top_p */
+    uint64_t rng;      /* xorshift64* state */
+    int *idx;          /* [vocab] scratch for top-p */
+} Sampler;
+
+static uint32_t random_u32(uint64_t *state) {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return (uint32_t)((*state * 0x2545F4914F6CDD1DULL) >> 32);
+}
+static float random_f32(uint64_t *state) { return (random_u32(state) >> 8) / 16777216.0f; }
+
+/* torch.argmax: the first index of the maximum (greedy decoding in HF) */
+static int argmax(const real *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+static const real *g_sort_probs; /* qsort has no context argument */
+static int by_prob_desc(const void *a, const void *b) {
+    real pa = g_sort_probs[*(const int *)a], pb = g_sort_probs[*(const int *)b];
+    return pa < pb ? 1 : pa > pb ? -1 : (*(const int *)a - *(const int *)b);
+}
+
+/* The next token from the logits (changed in place): greedy, or a draw
+ * from softmax(logits / temperature), kept to the nucleus of mass top_p. */
+static int sample(Sampler *sp, real *logits, int n) {
+    if (sp->temperature == 0.0f) return argmax(logits, n);
+    for (int i = 0; i < n; i++) logits[i] /= sp->temperature;
+    softmax(logits, n);
+    float r = random_f32(&sp->rng);
+    if (sp->top_p <= 0.0f || sp->top_p >= 1.0f) {
+        real cdf = 0;
+        for (int i = 0; i < n; i++) {
+            cdf += logits[i];
+            if (r < cdf) return i;
+        }
+        return n - 1;
+    }
+    /* Top-p: tokens below (1 - top_p) / (n - 1) can never be in the nucleus,
+     * so only the rest needs sorting. */
+    real cutoff = (1.0f - sp->top_p) / (real)(n - 1 > 0 ? n - 1 : 1);
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (logits[i] >= cutoff) sp->idx[m++] = i;
+    /* NaN probabilities (1/temperature overflowing to Inf, or NaN/Inf in the
+     * weights) pass no cutoff: fall back to argmax rather than idx[-1] */
+    if (m == 0) return argmax(logits, n);
+    g_sort_probs = logits;
+    qsort(sp->idx, (size_t)m, sizeof(int), by_prob_desc);
+    real mass = 0;
+    int last = m - 1;
+    for (int i = 0; i < m; i++) {
+        mass += logits[sp->idx[i]];
+        if (mass >= sp->top_p) { last = i; break; }
+    }
+    real cdf = 0;
+    r *= mass; /* a draw within the nucleus */
+    for (int i = 0; i <= last; i++) {
+        cdf += logits[sp->idx[i]];
+        if (r < cdf) return sp->idx[i];
+    }
+    return sp->idx[last];
+}
+
+/* ##########################################################################
+ * PART 2: MAKING IT FAST (skip on a first read)
+ *
+ * The same computations as Part 1's matmul, attention and silu, organized
+ * for the hardware: weights streamed from memory once per chunk (prefill)
+ * or once per token (decode) at close to the memory's bandwidth, in vector
+ * registers, on every core. notes/performance.md has the measurements
+ * behind every choice here. Nothing below is compiled with -DRAKTN_PLAIN.
+ * ########################################################################## */
+#ifndef RAKTN_PLAIN
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* --------------------------------------------------------------------------
+ * Threads: a pool of POSIX threads. parallel_for(n, ...) splits items
+ * 0 .. n-1 over the pool's threads (the caller is thread 0) and returns when
+ * all are done. STATIC gives thread t the t-th of equal contiguous shares;
+ * GUIDED lets each thread claim ceil(remaining / threads) items at a time
+ * (at least `grain`), so that a thread that finishes early takes over the
+ * rest in shrinking pieces. Idle workers spin briefly (a decode step opens
+ * hundreds of loops a token), then sleep on a condition variable.
+ * -------------------------------------------------------------------------- */
+typedef void (*TaskFn)(void *ctx, int begin, int end, int thread);
+enum { STATIC, GUIDED };
+
+static struct {
+    int n_threads; /* the caller included; 0 until pool_start */
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    atomic_uint generation; /* bumped once per parallel_for */
+    atomic_int next, running;
+    TaskFn fn;
+    void *ctx;
+    int n_items, grain, mode;
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+
+#define SPIN_ROUNDS 20000
+static inline void cpu_relax(void) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_ia32_pause();
+#endif
+}
+
+static void run_share(int thread) {
+    int n = pool.n_items, T = pool.n_threads;
+    if (pool.mode == STATIC) {
+        int begin = (int)((long long)n * thread / T), end = (int)((long long)n * (thread + 1) / T);
+        if (begin < end) pool.fn(pool.ctx, begin, end, thread);
+        return;
+    }
+    for (;;) {
+        int cur = atomic_load(&pool.next);
+        if (cur >= n) return;
+        int size = (n - cur + T - 1) / T;
+        if (size < pool.grain) size = pool.grain;
+        if (size > n - cur) size = n - cur;
+        if (atomic_compare_exchange_weak(&pool.next, &cur, cur + size)) pool.fn(pool.ctx, cur, cur + size, thread);
+    }
+}
+
+static void *pool_worker(void *arg) {
+    int thread = (int)(intptr_t)arg;
+    unsigned seen = 0;
+    for (;;) {
+        unsigned g;
+        int spins = 0;
+        while ((g = atomic_load(&pool.generation)) == seen) {
+            if (++spins < SPIN_ROUNDS) { cpu_relax(); continue; }
+            pthread_mutex_lock(&pool.mu);
+            while ((g = atomic_load(&pool.generation)) == seen) pthread_cond_wait(&pool.wake, &pool.mu);
+            pthread_mutex_unlock(&pool.mu);
+            break;
+        }
+        seen = g;
+        run_share(thread);
+        if (atomic_fetch_sub(&pool.running, 1) == 1) {
+            pthread_mutex_lock(&pool.mu);
+            pthread_cond_signal(&pool.done);
+            pthread_mutex_unlock(&pool.mu);
+        }
+    }
+    return NULL;
+}
+
+/* Start n - 1 workers (once); n <= 0: one per online CPU */
+static void pool_start(int n) {
+    if (pool.n_threads) return;
+    if (n <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? (cpus > 4096 ? 4096 : (int)cpus) : 1;
+    }
+    for (int t = 1; t < n; t++) {
+        pthread_t th;
+        int err = pthread_create(&th, NULL, pool_worker, (void *)(intptr_t)t);
+        if (err) die("cannot start thread %d of %d (%s): try fewer with -T", t + 1, n, strerror(err));
+        pthread_detach(th);
+    }
+    pool.n_threads = n;
+}
+
+static int thread_count(void) {
+    pool_start(0);
+    return pool.n_threads;
+}
+
+static void parallel_for(int n_items, int mode, int grain, TaskFn fn, void *ctx) {
+    pool_start(0);
+    if (pool.n_threads == 1 || n_items <= 1) {
+        if (n_items > 0) fn(ctx, 0, n_items, 0);
+        return;
+    }
+    pool.fn = fn, pool.ctx = ctx, pool.n_items = n_items, pool.mode = mode, pool.grain = grain > 0 ? grain : 1;
+    atomic_store(&pool.next, 0);
+    atomic_store(&pool.running, pool.n_threads - 1);
+    pthread_mutex_lock(&pool.mu);
+    atomic_fetch_add(&pool.generation, 1);
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.mu);
+    run_share(0);
+    for (int spins = 0; atomic_load(&pool.running) != 0;) {
+        if (++spins < SPIN_ROUNDS) { cpu_relax(); continue; }
+        pthread_mutex_lock(&pool.mu);
+        while (atomic_load(&pool.running) != 0) pthread_cond_wait(&pool.done, &pool.mu);
+        pthread_mutex_unlock(&pool.mu);
+    }
+}
+
+/* --------------------------------------------------------------------------
+ * Vectors of 16 floats. With AVX-512 a vector is one register and the
+ * multiply-add is fused; elsewhere it is a plain array the compiler may
+ * vectorize. Every output is computed by a fixed sequence of operations
+ * whatever its tile position or thread, and the same for bf16 and fp32
+ * storage: results do not depend on the thread count, and the two
+ * storages give bit-identical logits.
+ * -------------------------------------------------------------------------- */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+typedef __m512 vec16;
+static inline vec16 v_zero(void) { return _mm512_setzero_ps(); }
+static inline vec16 v_load(const float *p) { return _mm512_loadu_ps(p); }
+static inline vec16 v_load_bf16(const uint16_t *p) { /* widen: u16 -> u32, << 16 */
+    __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+}
+static inline vec16 v_set1(float f) { return _mm512_set1_ps(f); }
+static inline void v_store(float *p, vec16 v) { _mm512_storeu_ps(p, v); }
+static inline vec16 v_madd(vec16 acc, vec16 a, vec16 b) { return _mm512_fmadd_ps(a, b, acc); }
+static inline vec16 v_add(vec16 a, vec16 b) { return _mm512_add_ps(a, b); }
+/* v_keep pins a loaded vector in a register: without it GCC folds the load
+ * into every multiply-add that uses it and the tile becomes load-bound */
+static inline vec16 v_keep(vec16 v) { __asm__("" : "+v"(v)); return v; }
+/* the 16 lanes added as a tree: (8 pairs), (4 pairs), (2), (1) */
+static inline float v_sum(vec16 v) {
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    b = _mm_add_ss(b, _mm_movehdup_ps(b));
+    return _mm_cvtss_f32(b);
+}
+#else
+/* GCC's and Clang's vector extensions: a vec16 is 16 / VLEN vectors of the
+ * target's register width (VLEN floats: 8 with AVX, 4 with NEON or SSE),
+ * so that the kernels' text is the same on every target and every part
+ * stays in a register. */
+#if defined(__AVX__)
+#define VLEN 8
+#else
+#define VLEN 4
+#endif
+typedef float vN __attribute__((vector_size(VLEN * 4)));
+typedef uint32_t uN __attribute__((vector_size(VLEN * 4)));
+typedef uint16_t hN __attribute__((vector_size(VLEN * 2)));
+#define NP (16 / VLEN)
+typedef struct { vN p[NP]; } vec16;
+static inline vec16 v_zero(void) {
+    vec16 v;
+    for (int i = 0; i < NP; i++) v.p[i] = (vN){0};
+    return v;
+}
+static inline vec16 v_load(const float *p) {
+    vec16 v;
+    for (int i = 0; i < NP; i++) memcpy(&v.p[i], p + VLEN * i, sizeof(vN));
+    return v;
+}
+static inline vec16 v_load_bf16(const uint16_t *p) { /* widen: u16 -> u32, << 16 */
+    vec16 v;
+    for (int i = 0; i < NP; i++) {
+        hN h;
+        memcpy(&h, p + VLEN * i, sizeof h);
+        v.p[i] = (vN)(__builtin_convertvector(h, uN) << 16);
+    }
+    return v;
+}
+static inline vec16 v_set1(float f) {
+    vec16 v;
+    for (int i = 0; i < NP; i++) v.p[i] = (vN){0} + f;
+    return v;
+}
+static inline void v_store(float *p, vec16 v) {
+    for (int i = 0; i < NP; i++) memcpy(p + VLEN * i, &v.p[i], sizeof(vN));
+}
+/* acc + a * b for one register, fused where the target has a fused
+ * multiply-add (twice the arithmetic per instruction): the one place for
+ * its intrinsics */
+#if defined(__FMA__) && VLEN == 8
+#include <immintrin.h>
+static inline vN fma_n(vN acc, vN a, vN b) { return (vN)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)acc); }
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+static inline vN fma_n(vN acc, vN a, vN b) { return (vN)vfmaq_f32((float32x4_t)acc, (float32x4_t)a, (float32x4_t)b); }
+#else
+static inline vN fma_n(vN acc, vN a, vN b) { return acc + a * b; }
+#endif
+static inline vec16 v_madd(vec16 acc, vec16 a, vec16 b) {
+    for (int i = 0; i < NP; i++) acc.p[i] = fma_n(acc.p[i], a.p[i], b.p[i]);
+    return acc;
+}
+static inline vec16 v_add(vec16 a, vec16 b) {
+    for (int i = 0; i < NP; i++) a.p[i] += b.p[i];
+    return a;
+}
+static inline vec16 v_keep(vec16 v) { return v; }
+static inline float v_sum(vec16 v) { /* the same tree as the AVX-512 version */
+    float f[16];
+    for (int i = 0; i < NP; i++) memcpy(f + VLEN * i, &v.p[i], sizeof(vN));
+    for (int w = 8; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++) f[j] += f[j + w];
+    return f[0];
+}
+#endif
+
+/* Hints to fetch the cache line at p into L1, for one use (x86:
+ * prefetchnta) or to keep (prefetcht0); they never fault, so p may point
+ * past the end of what is being read. */
+#if defined(__GNUC__)
+#define prefetch_nt(p) __builtin_prefetch((p), 0, 0)
+#define prefetch(p) __builtin_prefetch((p), 0, 3)
+#define ALWAYS_INLINE __attribute__((always_inline))
+#define NOINLINE __attribute__((noinline))
+#else
+#define prefetch_nt(p) ((void)(p))
+#define prefetch(p) ((void)(p))
+#define ALWAYS_INLINE
+#define NOINLINE
+#endif
+
+/* --------------------------------------------------------------------------
+ * matmul for a batch (prefill): matmul_tile computes matmul()'s outputs for
+ * TILE_ROWS weight rows x nv vectors of 16 positions (nv <= TILE_VECS). The
+ * input comes as columns, xt[k][b] with bp positions per column, so one
+ * load brings input k of 16 positions. Each step broadcasts one weight of
+ * every row and does TILE_ROWS x nv multiply-adds into accumulators that
+ * stay in registers: each weight loaded serves 16 x nv positions, each
+ * input vector TILE_ROWS rows. Output (b, i) adds its products in order
+ * k = 0, 1, ..., n-1 in one lane, as matmul() does (fused multiply-adds
+ * here, so not the same bits), whatever its place in the tile, the thread
+ * count or the storage type. Rows past d are clamped to d-1 (computed, not
+ * stored); positions past the batch are zero columns.
+ * -------------------------------------------------------------------------- */
+#ifndef TILE_ROWS
+#if defined(__AVX512F__) /* 32 registers of 16 floats: 16 accumulators */
+#define TILE_ROWS 8
+#define TILE_VECS 2
+#else /* 16 registers of 8 floats (AVX2), 32 of 4 (NEON): 8 or 16 accumulators */
+#define TILE_ROWS 4
+#define TILE_VECS 1
+#endif
+#endif
+static inline ALWAYS_INLINE void matmul_tile(float *out, const float *xt, int bp, const void *w, int n, int d,
+                                             int i0, int b0, int batch, int nv, int dtype) {
+    const float *wf[TILE_ROWS];
+    const uint16_t *wh[TILE_ROWS];
+    for (int r = 0; r < TILE_ROWS; r++) {
+        size_t row = (size_t)(i0 + r < d ? i0 + r : d - 1) * n;
+        wf[r] = (const float *)w + row;
+        wh[r] = (const uint16_t *)w + row;
+    }
+    vec16 acc[TILE_ROWS][TILE_VECS];
+    for (int r = 0; r < TILE_ROWS; r++)
+        for (int v = 0; v < nv; v++) acc[r][v] = v_zero();
+    for (int k = 0; k < n; k++) {
+        vec16 xv[TILE_VECS];
+        for (int v = 0; v < nv; v++) xv[v] = v_keep(v_load(xt + (size_t)k * bp + b0 + 16 * v));
+        for (int r = 0; r < TILE_ROWS; r++) {
+            vec16 wv = v_set1(dtype == DTYPE_F32 ? wf[r][k] : bf16_to_f32(wh[r][k]));
+            for (int v = 0; v < nv; v++) acc[r][v] = v_madd(acc[r][v], wv, xv[v]);
+        }
+    }
+    /* lane j of acc[r][v] is output (b0 + 16v + j, i0 + r); the tile goes
+     * out a position at a time, TILE_ROWS neighbouring outputs per store */
+    float t[TILE_ROWS][16 * TILE_VECS];
+    for (int r = 0; r < TILE_ROWS; r++)
+        for (int v = 0; v < nv; v++) v_store(t[r] + 16 * v, acc[r][v]);
+    int rows = d - i0 < TILE_ROWS ? d - i0 : TILE_ROWS;
+    for (int b = 0; b < 16 * nv && b0 + b < batch; b++) {
+        float *o = out + (size_t)(b0 + b) * d + i0;
+        for (int r = 0; r < rows; r++) o[r] = t[r][b];
+    }
+}
+
+/* matmul for one position (decode): outputs row .. row+R-1 of matmul()'s
+ * matrix-vector product. Each output's four accumulators take turns over
+ * 64-weight blocks so that four multiply-adds are in flight (one chain
+ * would wait on each add's latency and stream weights slower than memory
+ * delivers them). R rows share each load of x; the order within an output
+ * does not depend on R. R = 1 streams best; R = 4 is for rows so long (the
+ * 7B's down_proj) that x no longer fits in L1. bf16 rows are prefetched
+ * 4 KB ahead (split over the R rows), non-temporally so that the weights do
+ * not evict x; fp32 rows go without (it cost them speed). */
+#ifndef DECODE_ROWS
+#if defined(__AVX512F__)
+#define DECODE_ROWS 4 /* R = 4 for long rows: 16 accumulators fit in 32 registers */
+#else
+#define DECODE_ROWS 1 /* with 16 registers of 8 floats, 4 rows would spill */
+#endif
+#endif
+static inline ALWAYS_INLINE void dot_rows(float *out, const void *w, size_t row, const float *x, int n, int dtype,
+                                          int R) {
+    const float *wf = (const float *)w + row * n;
+    const uint16_t *wh = (const uint16_t *)w + row * n;
+#define W16(r, k) (dtype == DTYPE_F32 ? v_load(wf + (size_t)(r) * n + (k)) : v_load_bf16(wh + (size_t)(r) * n + (k)))
+    vec16 a[4][4];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < 4; c++) a[r][c] = v_zero();
+    int k = 0;
+    for (; k + 64 <= n; k += 64) {
+        if (dtype == DTYPE_BF16)
+            for (int r = 0; r < R; r++) {
+                const char *ahead = (const char *)(wh + (size_t)r * n + k) + 4096 / R;
+                prefetch_nt(ahead);
+                prefetch_nt(ahead + 64);
+            }
+        for (int c = 0; c < 4; c++) {
+            vec16 xv = v_load(x + k + 16 * c);
+            for (int r = 0; r < R; r++) a[r][c] = v_madd(a[r][c], W16(r, k + 16 * c), xv);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        int kk = k;
+        for (; kk + 16 <= n; kk += 16) a[r][0] = v_madd(a[r][0], W16(r, kk), v_load(x + kk));
+        float s = v_sum(v_add(v_add(a[r][0], a[r][1]), v_add(a[r][2], a[r][3])));
+        for (; kk < n; kk++) s += weight_at(w, (row + r) * n + kk, dtype) * x[kk];
+        out[r] = s;
+    }
+#undef W16
+}
+
+/* The batched kernel reads its input by columns: xt[k][b] = x[b][k] for the
+ * batch's positions, padded with zero columns to a whole number of vectors.
+ * The columns live in one 64-byte aligned buffer that grows as needed (an
+ * unaligned one cost the tile a quarter of its speed). */
+static float *columns_buf;
+static size_t columns_cap;
+typedef struct { float *xt; const float *x; int batch, bp, n; } ColumnsTask;
+static void columns_task(void *ctx, int begin, int end, int thread) {
+    ColumnsTask *t = ctx;
+    for (int k0 = begin * 16; k0 < end * 16 && k0 < t->n; k0 += 16) /* 16 columns at a time */
+        for (int b = 0; b < t->bp; b++)
+            for (int k = k0; k < k0 + 16 && k < t->n; k++)
+                t->xt[(size_t)k * t->bp + b] = b < t->batch ? t->x[(size_t)b * t->n + k] : 0.0f;
+}
+
+static const float *to_columns(const float *x, int batch, int n) {
+    int bp = (batch + 15) / 16 * 16;
+    size_t need = (size_t)bp * n;
+    if (need > columns_cap) {
+        free(columns_buf);
+        if (need > SIZE_MAX / sizeof(float) || posix_memalign((void **)&columns_buf, 64, need * sizeof(float)) != 0)
+            die("out of memory (%zu floats)", need);
+        columns_cap = need;
+    }
+    ColumnsTask t = {columns_buf, x, batch, bp, n};
+    parallel_for((n + 15) / 16, STATIC, 1, columns_task, &t);
+    return columns_buf;
+}
+
+/* matmul() (Part 1), fast: threads split the rows. Decoding one position, a
+ * thread reads its rows one after the other with dot_rows (one sequential
+ * stream per thread is what memory serves fastest). For a batch each thread
+ * takes TILE_ROWS rows at a time through the whole batch, so each weight row
+ * comes from memory once per batch. Rows are handed out guided: the thread
+ * that finishes first takes the rest in shrinking pieces instead of idling. */
+typedef struct { float *out; const float *x, *xt; const void *w; int batch, bp, n, d, dtype, R; } MatmulTask;
+
+static void matvec_task(void *ctx, int begin, int end, int thread) {
+    MatmulTask *t = ctx;
+    for (int i0 = begin * t->R; i0 < end * t->R; i0 += t->R) {
+        if (t->R == 4) {
+            if (t->dtype == DTYPE_F32) dot_rows(t->out + i0, t->w, (size_t)i0, t->x, t->n, DTYPE_F32, 4);
+            else dot_rows(t->out + i0, t->w, (size_t)i0, t->x, t->n, DTYPE_BF16, 4);
+        } else {
+            if (t->dtype == DTYPE_F32) dot_rows(t->out + i0, t->w, (size_t)i0, t->x, t->n, DTYPE_F32, 1);
+            else dot_rows(t->out + i0, t->w, (size_t)i0, t->x, t->n, DTYPE_BF16, 1);
+        }
+    }
+}
+
+static void tiles_task(void *ctx, int begin, int end, int thread) {
+    MatmulTask *t = ctx;
+    for (int i0 = begin * TILE_ROWS; i0 < end * TILE_ROWS; i0 += TILE_ROWS)
+        for (int b0 = 0; b0 < t->bp; b0 += 16 * TILE_VECS) {
+            int nv = (t->bp - b0) / 16 < TILE_VECS ? (t->bp - b0) / 16 : TILE_VECS;
+#define TILE(NV)                                                                                              \
+    case NV:                                                                                                  \
+        if (t->dtype == DTYPE_F32) matmul_tile(t->out, t->xt, t->bp, t->w, t->n, t->d, i0, b0, t->batch, NV, DTYPE_F32); \
+        else matmul_tile(t->out, t->xt, t->bp, t->w, t->n, t->d, i0, b0, t->batch, NV, DTYPE_BF16);         \
+        break
+            switch (nv) {
+                TILE(1);
+#if TILE_VECS >= 2
+                TILE(2);
+#endif
+            }
+#undef TILE
+        }
+}
+
+static int matmul_fast(float *out, const float *x, const void *w, int batch, int n, int d, int dtype) {
+    MatmulTask t = {out, x, NULL, w, batch, (batch + 15) / 16 * 16, n, d, dtype, 1};
+    if (batch == 1) {
+        t.R = n > 8192 && d % 4 == 0 && DECODE_ROWS == 4 ? 4 : 1;
+        parallel_for(d / t.R, GUIDED, 16, matvec_task, &t);
+        return 1;
+    }
+    t.xt = to_columns(x, batch, n);
+    parallel_for((d + TILE_ROWS - 1) / TILE_ROWS, GUIDED, 1, tiles_task, &t);
+    return 1;
+}
+
+/* silu() (Part 1) on every core: the same expression, element by element,
+ * so the same bits */
+typedef struct { float *x; size_t n; } SiluTask;
+static void silu_task(void *ctx, int begin, int end, int thread) {
+    SiluTask *t = ctx;
+    size_t stop = (size_t)end * 1024 < t->n ? (size_t)end * 1024 : t->n;
+    for (size_t i = (size_t)begin * 1024; i < stop; i++) t->x[i] = t->x[i] / (1.0f + expf(-t->x[i]));
+}
+static int silu_fast(float *x, size_t n) {
+    if (n / 1024 >= INT_MAX) return 0;
+    SiluTask t = {x, n};
+    parallel_for((int)((n + 1023) / 1024), STATIC, 1, silu_task, &t);
+    return 1;
+}
+
+/* --------------------------------------------------------------------------
+ * Attention
+ * -------------------------------------------------------------------------- */
+
+/* e^x for x <= 0, for softmax_fast: libm's expf is a call per element that
+ * the compiler cannot vectorize; this is plain arithmetic it can. x = n ln2
+ * + r with n an integer and |r| <= ln2/2 (ln2 split in two so that n *
+ * LN2_HI is exact), e^r from its Taylor series up to r^7, and 2^n written
+ * into a float's exponent bits. Within 1 ulp of glibc's expf for every float
+ * in [-87, 0] (tested); below -87 (where 2^n would leave the normal floats)
+ * it returns 0 instead of expf's denormals. NaN stays NaN. */
+static inline float exp_nonpositive(float x) {
+    const float LOG2E = 1.44269504f, LN2_HI = 0.693359375f, LN2_LO = -2.12194440e-4f;
+    float xc = x < -87.0f ? -87.0f : x;
+    float n = rintf(xc * LOG2E); /* the nearest integer, whatever FLT_EVAL_METHOD (x87 keeps excess precision) */
+    float r = (xc - n * LN2_HI) - n * LN2_LO;
+    float p = 1.0f + r * (1.0f + r * (1.0f / 2 + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+    float two_n;
+    memcpy(&two_n, &bits, 4);
+    return x < -87.0f ? 0.0f : p * two_n;
+}
+
+/* softmax() (Part 1) with exp_nonpositive, the max and the sum kept in 16
+ * lanes and combined at the end (one running sum would wait on each add's
+ * latency). Agrees with softmax() to ~1e-6 of a probability (tested). */
+static void softmax_fast(float *x, int n) {
+    float lane[16];
+    for (int j = 0; j < 16; j++) lane[j] = x[0];
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j];
+    float max = x[0];
+    for (int j = 0; j < 16; j++) max = lane[j] > max ? lane[j] : max;
+    for (; i < n; i++) max = x[i] > max ? x[i] : max;
+    for (i = 0; i < n; i++) x[i] = exp_nonpositive(x[i] - max);
+    vec16 lanes = v_zero();
+    for (i = 0; i + 16 <= n; i += 16) lanes = v_add(lanes, v_load(x + i));
+    float sum = 0;
+    for (; i < n; i++) sum += x[i];
+    sum += v_sum(lanes);
+    for (i = 0; i < n; i++) x[i] /= sum;
+}
+
+/* Scratch memory of the fast attention, per thread. */
+struct Fast {
+    int threads;
+    int key_slots;            /* keys one block of a prompt can see: cache_len + 16 */
+    size_t scores_per_thread; /* floats: [group][cache_len] or [16][key_slots] */
+    float *scores;
+    const float **key_rows, **value_rows; /* [threads][key_slots] where each visible key/value is */
+    float *q_cols;                        /* [threads][head_dim][16] a block's queries as columns */
+};
+
+static float *thread_scores(const RunState *s, int thread) { return s->fast->scores + (size_t)thread * s->fast->scores_per_thread; }
+static const float **thread_rows(const RunState *s, const float **rows, int thread) { return rows + (size_t)thread * s->fast->key_slots; }
+
+typedef struct { const Config *c; RunState *s; int layer, n, pos, n_blocks; } AttentionTask;
+
+/* kv_row() for keys from .. from+count-1 of KV head kvh, into krow, vrow */
+static void find_kv_rows(const Config *c, const RunState *s, int layer, int kvh, int pos, int from, int count,
+                         const float **krow, const float **vrow) {
+    for (int t = 0; t < count; t++) {
+        krow[t] = kv_row(c, s, s->key_cache, s->k, layer, kvh, from + t, pos);
+        vrow[t] = kv_row(c, s, s->value_cache, s->v, layer, kvh, from + t, pos);
+    }
+}
+
+/* attention()'s weighted sum of the values, for four queries at once:
+ * out[j][i] = sum over t of weights[j][t] * vrow[t][i] for i < hd, each
+ * output adding its products in key order. 64 dimensions of the four are
+ * summed in registers over the keys, so each value vector is loaded once
+ * for the four. The keys go in blocks of VALUE_BLOCK, each block through
+ * every 64 dimensions in turn, the sums parked in out between blocks
+ * (stored and reloaded exactly, so the bits are those of one pass): the
+ * block's values, read from memory for the first 64 dimensions, are still
+ * in L2 for the others. Only out[0] .. out[keep-1] are stored: a caller with
+ * fewer than four queries fills the other slots with any weights. */
+#define KV_AHEAD 4096 /* bytes: how far ahead attention prefetches keys and values */
+#define VALUE_BLOCK 512
+static NOINLINE void weighted_values4(float *const out[4], const float *const weights[4], int keep,
+                                      const float *const *vrow, int n_keys, int hd) {
+    for (int t0 = 0; t0 < n_keys; t0 += VALUE_BLOCK) {
+        int t1 = n_keys - t0 < VALUE_BLOCK ? n_keys : t0 + VALUE_BLOCK;
+        for (int i = 0; i + 64 <= hd; i += 64) {
+            vec16 acc[4][4];
+            for (int j = 0; j < 4; j++)
+                for (int v = 0; v < 4; v++) acc[j][v] = t0 > 0 && j < keep ? v_load(out[j] + i + 16 * v) : v_zero();
+            for (int t = t0; t < t1; t++) {
+                vec16 val[4];
+                if (i == 0) /* the whole row: the other dimensions' passes find it in cache */
+                    for (int off = 0; off < hd * 4; off += 64) prefetch((const char *)vrow[t] + KV_AHEAD + off);
+                for (int v = 0; v < 4; v++) val[v] = v_load(vrow[t] + i + 16 * v);
+                for (int j = 0; j < 4; j++) {
+                    vec16 weight = v_set1(weights[j][t]);
+                    for (int v = 0; v < 4; v++) acc[j][v] = v_madd(acc[j][v], weight, val[v]);
+                }
+            }
+            for (int j = 0; j < keep; j++)
+                for (int v = 0; v < 4; v++) v_store(out[j] + i + 16 * v, acc[j][v]);
+        }
+    }
+    for (int i = hd / 64 * 64; i < hd; i++) /* head_dim % 64 leftovers */
+        for (int j = 0; j < keep; j++) {
+            float sum = 0;
+            for (int t = 0; t < n_keys; t++) sum += weights[j][t] * vrow[t][i];
+            out[j][i] = sum;
+        }
+}
+
+/* attention() (Part 1) position by position (decoding): work split over
+ * (KV head, position) pairs; each key and value vector is loaded once for
+ * up to 4 of the `group` query heads that share it, and prefetched KV_AHEAD
+ * bytes ahead (the rows of one KV head are consecutive in the ring). Each
+ * dot product is summed in 16 lanes, added as a tree. */
+static void attention_rows_task(void *ctx, int begin, int end, int thread) {
+    AttentionTask *task = ctx;
+    const Config *c = task->c;
+    RunState *s = task->s;
+    int layer = task->layer, n = task->n, pos = task->pos;
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads, cl = s->cache_len;
+    float scale = sqrtf((float)hd);
+    for (int item = begin; item < end; item++) {
+        int kvh = item / n, b = item % n;
+        {
+            int p = pos + b, first = first_key(c, p);
+            int n_keys = p - first + 1, h0 = kvh * group; /* query heads h0 .. h0+group-1 */
+            const float *q = s->q + (size_t)b * c->n_heads * hd;
+            float *out = s->att_out + (size_t)b * c->n_heads * hd;
+            float *scores = thread_scores(s, thread); /* [group][cache_len] */
+            const float **krow = thread_rows(s, s->fast->key_rows, thread), **vrow = thread_rows(s, s->fast->value_rows, thread);
+            find_kv_rows(c, s, layer, kvh, pos, first, n_keys, krow, vrow);
+            for (int g0 = 0; g0 < group; g0 += 4) { /* scores = q . k / sqrt(head_dim), 4 heads at a time */
+                int gn = group - g0 < 4 ? group - g0 : 4;
+                const float *qg[4];
+                for (int g = 0; g < 4; g++) qg[g] = q + (size_t)(h0 + g0 + (g < gn ? g : 0)) * hd;
+                for (int t = 0; t < n_keys; t++) {
+                    vec16 acc[4] = {v_zero(), v_zero(), v_zero(), v_zero()};
+                    for (int off = 0; off < hd * 4; off += 64) prefetch((const char *)krow[t] + KV_AHEAD + off);
+                    int i = 0;
+                    for (; i + 16 <= hd; i += 16) {
+                        vec16 key = v_load(krow[t] + i);
+                        for (int g = 0; g < 4; g++) acc[g] = v_madd(acc[g], v_load(qg[g] + i), key);
+                    }
+                    for (int g = 0; g < gn; g++) {
+                        float sum = v_sum(acc[g]);
+                        for (int ii = i; ii < hd; ii++) sum += qg[g][ii] * krow[t][ii];
+                        scores[(size_t)(g0 + g) * cl + t] = sum / scale;
+                    }
+                }
+            }
+            for (int g = 0; g < group; g++) softmax_fast(scores + (size_t)g * cl, n_keys);
+            for (int g0 = 0; g0 < group; g0 += 4) { /* the weighted sum of the values, 4 heads at a time */
+                int gn = group - g0 < 4 ? group - g0 : 4;
+                const float *a[4];
+                float *o[4];
+                for (int g = 0; g < 4; g++) {
+                    int h = g0 + (g < gn ? g : 0); /* heads past gn repeat head g0 */
+                    a[g] = scores + (size_t)h * cl;
+                    o[g] = out + (size_t)(h0 + h) * hd;
+                }
+                weighted_values4(o, a, gn, vrow, n_keys, hd);
+            }
+        }
+    }
+}
+
+/* attention() (Part 1) for a prompt's chunk: the queries of QB consecutive
+ * positions x `group` heads (16 / group positions, up to 16 queries) are
+ * the 16 lanes of a vector. q . k for 8 keys at a time is then 8 vector
+ * multiply-adds per dimension, each key element broadcast to all the
+ * queries, with no per-pair sum of lanes. Each position keeps its own
+ * visible keys: the block's scores cover the union of their ranges and a
+ * position's weights are zero outside its own. */
+static void attention_blocked_task(void *ctx, int begin, int end, int thread) {
+    AttentionTask *task = ctx;
+    const Config *c = task->c;
+    RunState *s = task->s;
+    int layer = task->layer, n = task->n, pos = task->pos;
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads, QB = 16 / group;
+    int n_blocks = task->n_blocks, ks = s->fast->key_slots; /* ks: row length of sc */
+    float scale = sqrtf((float)hd);
+    for (int item = begin; item < end; item++) {
+        int kvh = item / n_blocks, blk = item % n_blocks;
+        {
+            int b0 = blk * QB, nb = n - b0 < QB ? n - b0 : QB, lanes = nb * group; /* lane = (b - b0) * group + g */
+            int lo = first_key(c, pos + b0), n_keys = pos + b0 + nb - lo; /* keys lo .. pos+b0+nb-1 */
+            float *qt = s->fast->q_cols + (size_t)thread * 16 * hd; /* [hd][16] */
+            float *sc = thread_scores(s, thread);                     /* [16][ks] */
+            const float **krow = thread_rows(s, s->fast->key_rows, thread), **vrow = thread_rows(s, s->fast->value_rows, thread);
+            find_kv_rows(c, s, layer, kvh, pos, lo, n_keys, krow, vrow);
+            for (int i = 0; i < hd; i++)
+                for (int l = 0; l < 16; l++)
+                    qt[(size_t)i * 16 + l] =
+                        l < lanes ? s->q[(size_t)(b0 + l / group) * c->n_heads * hd + (size_t)(kvh * group + l % group) * hd + i]
+                                  : 0.0f;
+            for (int t = 0; t < n_keys; t += 8) { /* sc[lane][t] = q . k_t / sqrt(head_dim), 8 keys at a time */
+                int nk = n_keys - t < 8 ? n_keys - t : 8;
+                vec16 acc[8];
+                for (int j = 0; j < 8; j++) acc[j] = v_zero();
+                for (int i = 0; i < hd; i++) {
+                    vec16 q = v_load(qt + (size_t)i * 16);
+                    for (int j = 0; j < 8; j++) acc[j] = v_madd(acc[j], v_set1(krow[t + (j < nk ? j : 0)][i]), q);
+                }
+                for (int j = 0; j < nk; j++) {
+                    float lane[16];
+                    v_store(lane, acc[j]);
+                    for (int l = 0; l < lanes; l++) sc[(size_t)l * ks + t + j] = lane[l] / scale;
+                }
+            }
+            /* softmax of each lane over its own keys; weight 0 for the rest of
+             * the block's keys (and for lanes past the block) */
+            for (int l = 0; l < 16; l++) {
+                float *row = sc + (size_t)l * ks;
+                int p = pos + b0 + l / group, from = l < lanes ? first_key(c, p) - lo : n_keys;
+                int to = l < lanes ? p - lo : n_keys - 1;
+                if (l < lanes) softmax_fast(row + from, to - from + 1);
+                for (int k = 0; k < n_keys; k++)
+                    if (k < from || k > to) row[k] = 0.0f;
+            }
+            for (int l0 = 0; l0 < lanes; l0 += 4) { /* the weighted sum of the values, 4 queries at a time */
+                float *o[4];
+                const float *wts[4];
+                for (int j = 0; j < 4; j++) {
+                    int l = l0 + j < lanes ? l0 + j : l0; /* past the block: computed (zero weights), not kept */
+                    o[j] = s->att_out + (size_t)(b0 + l / group) * c->n_heads * hd + (size_t)(kvh * group + l % group) * hd;
+                    wts[j] = sc + (size_t)(l0 + j) * ks;
+                }
+                weighted_values4(o, wts, lanes - l0 < 4 ? lanes - l0 : 4, vrow, n_keys, hd);
+            }
+        }
+    }
+}
+
+/* attention() (Part 1), the work split over (KV head, position) pairs or
+ * (KV head, block of positions) pairs */
+static void attention_rows(const Config *c, RunState *s, int layer, int n, int pos) {
+    AttentionTask t = {c, s, layer, n, pos, 0};
+    parallel_for(c->n_kv_heads * n, STATIC, 1, attention_rows_task, &t);
+}
+static void attention_blocked(const Config *c, RunState *s, int layer, int n, int pos) {
+    int QB = 16 / (c->n_heads / c->n_kv_heads);
+    AttentionTask t = {c, s, layer, n, pos, (n + QB - 1) / QB};
+    parallel_for(c->n_kv_heads * t.n_blocks, STATIC, 1, attention_blocked_task, &t);
+}
+
+static int attention_fast(const Config *c, RunState *s, int layer, int n, int pos) {
+    if (n > 1 && c->n_heads / c->n_kv_heads <= 16) attention_blocked(c, s, layer, n, pos);
+    else attention_rows(c, s, layer, n, pos);
+    return 1;
+}
+
+/* --------------------------------------------------------------------------
+ * Memory
+ * -------------------------------------------------------------------------- */
+
+/* A key or value cache from its own anonymous mapping: zeroed, page
+ * aligned, made resident only as it is written, and advised to 2 MB pages
+ * (a hint; the length is rounded up to whole 2 MB so that the kernel places
+ * it on a 2 MB boundary). Attention streams the cache, and with calloc's
+ * 4 KB pages, 16 bytes off a page boundary, it ran slower. */
+#define KV_MAP_BYTES(floats) (((floats) * sizeof(float) + ((size_t)2 << 20) - 1) / ((size_t)2 << 20) * ((size_t)2 << 20))
+static float *fast_kv_cache(size_t floats) {
+    if (floats > (SIZE_MAX - ((size_t)2 << 20)) / sizeof(float)) die("out of memory (a KV cache of %zu floats)", floats);
+#if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
+#define MAP_ANONYMOUS MAP_ANON
+#endif
+#ifdef MAP_ANONYMOUS
+    void *p = mmap(NULL, KV_MAP_BYTES(floats), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) die("out of memory (a KV cache of %zu floats)", floats);
+#else /* a C library that hides anonymous mappings: aligned and zeroed by hand */
+    void *p = NULL;
+    if (posix_memalign(&p, (size_t)2 << 20, KV_MAP_BYTES(floats)) != 0) die("out of memory (a KV cache of %zu floats)", floats);
+    memset(p, 0, KV_MAP_BYTES(floats));
+#endif
+#ifdef MADV_HUGEPAGE
+    madvise(p, KV_MAP_BYTES(floats), MADV_HUGEPAGE);
+#endif
+    return p;
+}
+static void fast_kv_cache_free(float *p, size_t floats) {
+#ifdef MAP_ANONYMOUS
+    munmap(p, KV_MAP_BYTES(floats));
+#else
+    free(p);
+#endif
+}
+
+static void fast_init(RunState *s, const Config *c) {
+    struct Fast *f = xcalloc(1, sizeof *f);
+    f->threads = thread_count();
+    f->key_slots = s->cache_len + 16; /* at most cache_len + 15 keys in a block of the prompt */
+    size_t per_thread = size_mul((size_t)(c->n_heads / c->n_kv_heads), (size_t)s->cache_len);
+    if (per_thread < size_mul((size_t)f->key_slots, 16)) per_thread = (size_t)f->key_slots * 16;
+    f->scores_per_thread = per_thread;
+    f->scores = xcalloc(size_mul((size_t)f->threads, per_thread), sizeof(float));
+    f->key_rows = xcalloc(size_mul((size_t)f->threads, (size_t)f->key_slots), sizeof(float *));
+    f->value_rows = xcalloc(size_mul((size_t)f->threads, (size_t)f->key_slots), sizeof(float *));
+    f->q_cols = xcalloc(size_mul((size_t)f->threads * 16, (size_t)c->head_dim), sizeof(float));
+    s->fast = f;
+}
+
+static void fast_free(RunState *s) {
+    if (!s->fast) return;
+    free(s->fast->scores);
+    free(s->fast->key_rows);
+    free(s->fast->value_rows);
+    free(s->fast->q_cols);
+    free(s->fast);
+    s->fast = NULL;
+}
+#endif /* !RAKTN_PLAIN */
+
+/* ##########################################################################
+ * PART 3: THE MODEL FILE
  *
  * A 256-byte header (all little-endian) followed by the tensors in the order
  * the forward pass uses them, each starting on a 64-byte boundary. The
- * header carries every config.json field the forward pass needs.
- * ========================================================================== */
+ * header carries every config.json field the forward pass needs
+ * (notes/format.md). The file is checked completely before it is mapped: a
+ * bad file must never be read past its end.
+ * ########################################################################## */
 
 #define MODEL_MAGIC "raktnMDL"
 #define MODEL_VERSION 1
 #define HEADER_SIZE 256
 #define TENSOR_ALIGN 64
-enum { DTYPE_F32 = 0, DTYPE_BF16 = 1 };
-
-typedef struct {
-    int dim;            /* hidden_size: 4096 for the 7B */
-    int hidden_dim;     /* intermediate_size of the MLP: 14336 */
-    int n_layers;       /* num_hidden_layers: 32 */
-    int n_heads;        /* num_attention_heads (query heads): 32 */
-    int n_kv_heads;     /* num_key_value_heads: 8 (grouped-query attention) */
-    int head_dim;       /* dim / n_heads: 128 */
-    int vocab_size;     /* 48000 for RakutenAI (Mistral: 32000) */
-    int max_seq_len;    /* max_position_embeddings: 32768 */
-    int sliding_window; /* each position sees this many keys; 0 = all */
-    int bos_id, eos_id; /* -1 when absent */
-    int tied;           /* lm_head shares the embedding matrix */
-    float rope_theta;   /* 10000 */
-    float rms_norm_eps; /* 1e-5 */
-    int dtype;          /* storage of the weights: DTYPE_F32 or DTYPE_BF16 */
-} Config;
-
-/* Pointers into the mapped file. Each points at fp32 or bf16 values
- * (Config.dtype), row-major as in PyTorch: a Linear's weight is [out][in]. */
-typedef struct {
-    const void *input_layernorm;          /* [dim] */
-    const void *wq, *wk, *wv;             /* [n_heads*head_dim | n_kv*head_dim][dim] */
-    const void *wo;                       /* [dim][n_heads*head_dim] */
-    const void *post_attention_layernorm; /* [dim] */
-    const void *w_gate, *w_up;            /* [hidden_dim][dim] */
-    const void *w_down;                   /* [dim][hidden_dim] */
-} LayerWeights;
-
-typedef struct {
-    const void *embed_tokens; /* [vocab][dim] */
-    LayerWeights *layers;     /* [n_layers] */
-    const void *norm;         /* [dim] */
-    const void *lm_head;      /* [vocab][dim]; == embed_tokens when tied */
-} Weights;
 
 static uint32_t rd_u32(const unsigned char *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -223,16 +1471,15 @@ static uint64_t layout_weights(const Config *c, const char *base, Weights *w, in
     return off;
 }
 
-typedef struct {
-    Config config;
-    Weights weights;
-    void *map;         /* the whole file, mapped read-only */
-    size_t map_size;
-} Model;
-
 /* Open model.bin, check it completely, then map it. Exits with a one-line
  * message on any problem: a bad file must never be touched past its end. */
 static void load_model(Model *m, const char *path) {
+    /* The weights are read in place from the mapped file, which is
+     * little-endian: a big-endian host would read every one wrongly. */
+    const uint16_t one = 1;
+    if (*(const unsigned char *)&one != 1)
+        die("%s: model.bin is little-endian and this host is big-endian: raktn reads the weights in place and "
+            "runs only on little-endian hosts", path);
     /* O_NONBLOCK: a FIFO given as the model must fail below, not block here */
     int fd = open(path, O_RDONLY | O_NONBLOCK);
     if (fd < 0) die("%s: cannot open (%s)", path, strerror(errno));
@@ -259,13 +1506,14 @@ static void load_model(Model *m, const char *path) {
     m->map_size = (size_t)need;
     m->map = mmap(NULL, m->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (m->map == MAP_FAILED) die("%s: mmap failed (%s)", path, strerror(errno));
-#ifdef MADV_HUGEPAGE
-    /* A hint, so its result is ignored: pages read from disk through this
-     * mapping come into the page cache as 2 MB folios and are mapped with
-     * 2 MB pages where the kernel can (Linux 6.x; ext4 and xfs). Decode
-     * streams every weight once per token, and with 4 KB pages it ran ~5%
-     * slower (7b2l fp32, 1 and 2 threads, notes/performance.md). */
+    if (m->map == MAP_FAILED)
+        die("%s: mmap failed (%s)%s", path, strerror(errno),
+            sizeof(void *) < 8 ? ": a 32-bit process may not have this much address space" : "");
+#if defined(MADV_HUGEPAGE) && !defined(RAKTN_PLAIN)
+    /* A hint (Part 2's business), so its result is ignored: pages read from
+     * disk through this mapping come into the page cache as 2 MB folios and
+     * are mapped with 2 MB pages where the kernel can (Linux 6.x; ext4 and
+     * xfs); decode streams every weight once per token, faster so. */
     madvise(m->map, m->map_size, MADV_HUGEPAGE);
 #endif
     layout_weights(&m->config, m->map, &m->weights, &ok);
@@ -276,879 +1524,9 @@ static void free_model(Model *m) {
     if (m->map && m->map != MAP_FAILED) munmap(m->map, m->map_size);
 }
 
-/* ==========================================================================
- * 2. The run state
- *
- * Activations for a chunk of up to CHUNK positions, and the key/value cache.
- * The cache is a ring of `cache_len` positions per layer: position p lives
- * in slot p % cache_len. With a sliding window W a position never looks
- * further back than W-1, so W slots suffice however long the text runs.
- * ========================================================================== */
-
-typedef struct {
-    int ctx;          /* positions this run may reach (<= max_seq_len) */
-    int cache_len;    /* slots in the ring: min(window, ctx), or ctx */
-    float *x;         /* [CHUNK][dim]  the residual stream */
-    float *xb;        /* [CHUNK][dim]  normed input of a block */
-    float *q;         /* [CHUNK][n_heads*head_dim] */
-    float *k, *v;     /* [CHUNK][n_kv_heads*head_dim] */
-    float *att_out;   /* [CHUNK][n_heads*head_dim] attention output before o_proj */
-    float *proj;      /* [CHUNK][dim] output of o_proj / down_proj */
-    float *gate, *up; /* [CHUNK][hidden_dim] */
-    float *xt;        /* [max(dim, n_heads*head_dim, hidden_dim)][CHUNK rounded up to 16]
-                         a batched matmul's input as columns */
-    float *scores;    /* per thread: [n_heads/n_kv_heads][cache_len] attention weights
-                         (decode), or [16][key_slots] (a block of the prompt) */
-    const float **key_rows, **value_rows; /* [threads][key_slots] where attention finds
-                                             each visible key and value */
-    float *q_cols;    /* [threads][head_dim][16] a block's queries as columns */
-    size_t scores_per_thread;
-    float *inv_freq;  /* [head_dim/2] RoPE frequencies */
-    float *rope_cos, *rope_sin; /* [CHUNK][head_dim/2] of the chunk's positions */
-    float *key_cache; /* [n_layers][n_kv_heads][cache_len][head_dim] (kv_offset) */
-    float *value_cache;
-    size_t kv_bytes;  /* of each */
-    float *logits;    /* [vocab] the last position's logits */
-} RunState;
-
-/* Room for the keys one block of a prompt's positions can see (at most
- * cache_len + 15): the length of each thread's key_rows and value_rows, and
- * of a block's rows of scores. */
-static int key_slots(const RunState *s) { return s->cache_len + 16; }
-
-/* A key or value cache of `bytes`, zeroed, from its own anonymous mapping:
- * page aligned, only made resident as it is written, and advised to 2 MB
- * pages (a hint: its result does not matter; the length is rounded up to
- * whole 2 MB so that the kernel places it on a 2 MB boundary). Decode
- * attention streams the cache: at position 4000 7b2l's attention took
- * 3.4-3.8 ms per token on one core from calloc's memory (4 KB pages, and 16
- * bytes past a page boundary, so every vector load of a row straddled two
- * cache lines) against 3.0-3.1 from this. With 2 MB pages, a 2 MB stretch
- * of the cache is resident once any of it is written: the 7B's cache (2 MB
- * per layer and KV head at 4096 positions) is resident from the first
- * token. */
-#define KV_MAP_BYTES(bytes) (((bytes) + ((size_t)2 << 20) - 1) / ((size_t)2 << 20) * ((size_t)2 << 20))
-static float *map_kv_cache(size_t bytes) {
-    if (bytes > SIZE_MAX - ((size_t)2 << 20)) die("out of memory (a KV cache of %zu bytes)", bytes);
-    void *p = mmap(NULL, KV_MAP_BYTES(bytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) die("out of memory (a KV cache of %zu bytes)", bytes);
-#ifdef MADV_HUGEPAGE
-    madvise(p, KV_MAP_BYTES(bytes), MADV_HUGEPAGE);
-#endif
-    return p;
-}
-
-static void init_state(RunState *s, const Config *c, int ctx) {
-    size_t D = c->dim, Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
-    s->ctx = ctx;
-    s->cache_len = (c->sliding_window > 0 && c->sliding_window < ctx) ? c->sliding_window : ctx;
-    s->x = xcalloc(CHUNK * D, sizeof(float));
-    s->xb = xcalloc(CHUNK * D, sizeof(float));
-    s->q = xcalloc(CHUNK * Q, sizeof(float));
-    s->k = xcalloc(CHUNK * KV, sizeof(float));
-    s->v = xcalloc(CHUNK * KV, sizeof(float));
-    s->att_out = xcalloc(CHUNK * Q, sizeof(float));
-    s->proj = xcalloc(CHUNK * D, sizeof(float));
-    s->gate = xcalloc(CHUNK * (size_t)c->hidden_dim, sizeof(float));
-    s->up = xcalloc(CHUNK * (size_t)c->hidden_dim, sizeof(float));
-    size_t widest = D > Q ? D : Q;
-    if ((size_t)c->hidden_dim > widest) widest = c->hidden_dim;
-    /* aligned to 64 bytes, so that no vector load from it straddles two
-     * cache lines (calloc's 16 cost the down_proj tile a quarter of its
-     * speed); every element is written before it is read */
-    if (posix_memalign((void **)&s->xt, 64, (CHUNK + 15) / 16 * 16 * widest * sizeof(float)) != 0)
-        die("out of memory (%zu floats)", (CHUNK + 15) / 16 * 16 * widest);
-    int threads = 1;
-#ifdef _OPENMP
-    threads = omp_get_max_threads();
-#endif
-    size_t keys = (size_t)key_slots(s);
-    size_t per_thread = (size_t)(c->n_heads / c->n_kv_heads) * s->cache_len;
-    if (per_thread < keys * 16) per_thread = keys * 16;
-    s->scores_per_thread = per_thread;
-    s->scores = xcalloc((size_t)threads * per_thread, sizeof(float));
-    s->key_rows = xcalloc((size_t)threads * keys, sizeof(float *));
-    s->value_rows = xcalloc((size_t)threads * keys, sizeof(float *));
-    s->q_cols = xcalloc((size_t)threads * 16 * c->head_dim, sizeof(float));
-    int ok = 1;
-    s->kv_bytes = mul_u64(mul_u64((uint64_t)c->n_layers * s->cache_len, KV, &ok), sizeof(float), &ok);
-    if (!ok || s->kv_bytes > SIZE_MAX) die("out of memory (a KV cache of %d positions)", s->cache_len);
-    s->key_cache = map_kv_cache(s->kv_bytes);
-    s->value_cache = map_kv_cache(s->kv_bytes);
-    s->logits = xcalloc((size_t)c->vocab_size, sizeof(float));
-    /* HF MistralRotaryEmbedding: inv_freq = 1 / theta^(2i/head_dim), in fp32 */
-    s->inv_freq = xcalloc((size_t)c->head_dim / 2, sizeof(float));
-    s->rope_cos = xcalloc(CHUNK * ((size_t)c->head_dim / 2), sizeof(float));
-    s->rope_sin = xcalloc(CHUNK * ((size_t)c->head_dim / 2), sizeof(float));
-    for (int i = 0; i < c->head_dim / 2; i++)
-        s->inv_freq[i] = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)c->head_dim);
-}
-
-static void free_state(RunState *s) {
-    float *bufs[] = {s->x, s->xb, s->q, s->k, s->v, s->att_out, s->proj, s->gate, s->up, s->xt,
-                     s->scores, s->inv_freq, s->rope_cos, s->rope_sin, s->logits};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
-    munmap(s->key_cache, KV_MAP_BYTES(s->kv_bytes));
-    munmap(s->value_cache, KV_MAP_BYTES(s->kv_bytes));
-    free(s->key_rows);
-    free(s->value_rows);
-    free(s->q_cols);
-}
-
-/* ==========================================================================
- * 3. The building blocks
- * ========================================================================== */
-
-/* bf16 is the top 16 bits of an fp32, so widening is a shift and is exact */
-static inline float bf16_to_f32(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-/* Element i of a tensor, as fp32. */
-static inline float weight_at(const void *w, size_t i, int dtype) {
-    return dtype == DTYPE_F32 ? ((const float *)w)[i] : bf16_to_f32(((const uint16_t *)w)[i]);
-}
-
-/* Read n weights starting at element i of a tensor as fp32. */
-static void read_weights(float *out, const void *w, size_t i, int n, int dtype) {
-    if (dtype == DTYPE_F32) {
-        memcpy(out, (const float *)w + i, (size_t)n * sizeof(float));
-    } else {
-        const uint16_t *h = (const uint16_t *)w + i;
-        for (int j = 0; j < n; j++) out[j] = bf16_to_f32(h[j]);
-    }
-}
-
-/* The matmul kernels work on vectors of 16 floats. With AVX-512 a vector is
- * one register and the multiply-add is fused; elsewhere it is a plain array
- * the compiler may vectorize. Every output is computed by a fixed sequence
- * of operations whatever its tile position or thread, and the same for bf16
- * and fp32 storage, so results do not depend on the thread count and the
- * two storages give bit-identical logits. */
-#if defined(__AVX512F__)
-#include <immintrin.h>
-typedef __m512 vec16;
-static inline vec16 v_zero(void) { return _mm512_setzero_ps(); }
-static inline vec16 v_load(const float *p) { return _mm512_loadu_ps(p); }
-static inline vec16 v_load_bf16(const uint16_t *p) {   /* widen: u16 -> u32, << 16 */
-    __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
-}
-static inline vec16 v_set1(float f) { return _mm512_set1_ps(f); }
-static inline void v_store(float *p, vec16 v) { _mm512_storeu_ps(p, v); }
-static inline vec16 v_madd(vec16 acc, vec16 a, vec16 b) { return _mm512_fmadd_ps(a, b, acc); }
-static inline vec16 v_add(vec16 a, vec16 b) { return _mm512_add_ps(a, b); }
-/* v_keep pins a loaded vector in a register: without it GCC folds the load
- * into every multiply-add that uses it, and the tile becomes load-bound
- * (measured: 100 -> 200 GFLOPS on one core for a 4x6 tile in L1). */
-static inline vec16 v_keep(vec16 v) { __asm__("" : "+v"(v)); return v; }
-/* the 16 lanes added as a tree: (8 pairs), (4 pairs), (2), (1) */
-static inline float v_sum(vec16 v) {
-    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
-    b = _mm_add_ss(b, _mm_movehdup_ps(b));
-    return _mm_cvtss_f32(b);
-}
-#else
-typedef struct { float f[16]; } vec16;
-static inline vec16 v_zero(void) { return (vec16){{0}}; }
-static inline vec16 v_load(const float *p) { vec16 v; memcpy(v.f, p, sizeof v.f); return v; }
-static inline vec16 v_load_bf16(const uint16_t *p) {
-    vec16 v;
-    for (int j = 0; j < 16; j++) v.f[j] = bf16_to_f32(p[j]);
-    return v;
-}
-static inline vec16 v_set1(float f) {
-    vec16 v;
-    for (int j = 0; j < 16; j++) v.f[j] = f;
-    return v;
-}
-static inline void v_store(float *p, vec16 v) { memcpy(p, v.f, sizeof v.f); }
-static inline vec16 v_madd(vec16 acc, vec16 a, vec16 b) {
-    for (int j = 0; j < 16; j++) acc.f[j] += a.f[j] * b.f[j];
-    return acc;
-}
-static inline vec16 v_add(vec16 a, vec16 b) {
-    for (int j = 0; j < 16; j++) a.f[j] += b.f[j];
-    return a;
-}
-static inline vec16 v_keep(vec16 v) { return v; }
-static inline float v_sum(vec16 v) {   /* the same tree as the AVX-512 version */
-    for (int w = 8; w >= 1; w /= 2)
-        for (int j = 0; j < w; j++) v.f[j] += v.f[j + w];
-    return v.f[0];
-}
-#endif
-
-/* A tile of the batched matmul: TILE_ROWS weight rows times nv vectors of
- * 16 positions (nv <= TILE_VECS). The input comes as columns, xt[k][b] with
- * bp positions per column, so one load brings input k of 16 positions. Each
- * step broadcasts one weight of every row and does TILE_ROWS x nv
- * multiply-adds into accumulators that stay in registers: each weight
- * loaded serves 16 x nv positions and each input vector TILE_ROWS rows, and
- * nothing but the inputs' columns (a few hundred KB, in L2) and the rows
- * being read (from memory, in order) moves. Output (b, i) adds its products
- * in order k = 0, 1, ..., n-1 in one lane, whatever its place in the tile,
- * the thread count or the storage type. Rows past d are clamped to d-1
- * (computed, not stored); positions past the batch are zero columns. nv and
- * dtype are constants at each call site (matmul's switch), so the compiler
- * makes one loop per case. */
-#define TILE_ROWS 8
-#define TILE_VECS 2
-#if defined(__GNUC__)
-__attribute__((always_inline))
-#endif
-static inline void matmul_tile(float *out, const float *xt, int bp, const void *w, int n, int d, int i0,
-                               int b0, int batch, int nv, int dtype) {
-    const float *wf[TILE_ROWS];
-    const uint16_t *wh[TILE_ROWS];
-    for (int r = 0; r < TILE_ROWS; r++) {
-        size_t row = (size_t)(i0 + r < d ? i0 + r : d - 1) * n;
-        wf[r] = (const float *)w + row;
-        wh[r] = (const uint16_t *)w + row;
-    }
-    vec16 acc[TILE_ROWS][TILE_VECS];
-    for (int r = 0; r < TILE_ROWS; r++)
-        for (int v = 0; v < nv; v++) acc[r][v] = v_zero();
-    for (int k = 0; k < n; k++) {
-        vec16 xv[TILE_VECS];
-        for (int v = 0; v < nv; v++) xv[v] = v_keep(v_load(xt + (size_t)k * bp + b0 + 16 * v));
-        for (int r = 0; r < TILE_ROWS; r++) {
-            vec16 wv = v_set1(dtype == DTYPE_F32 ? wf[r][k] : bf16_to_f32(wh[r][k]));
-            for (int v = 0; v < nv; v++) acc[r][v] = v_madd(acc[r][v], wv, xv[v]);
-        }
-    }
-    /* lane j of acc[r][v] is output (b0 + 16v + j, i0 + r); the tile goes
-     * out a position at a time, TILE_ROWS neighbouring outputs per store
-     * (single lanes scattered straight into out cost a fifth of the time) */
-    float t[TILE_ROWS][16 * TILE_VECS];
-    for (int r = 0; r < TILE_ROWS; r++)
-        for (int v = 0; v < nv; v++) v_store(t[r] + 16 * v, acc[r][v]);
-    int rows = d - i0 < TILE_ROWS ? d - i0 : TILE_ROWS;
-    for (int b = 0; b < 16 * nv && b0 + b < batch; b++) {
-        float *o = out + (size_t)(b0 + b) * d + i0;
-        for (int r = 0; r < rows; r++) o[r] = t[r][b];
-    }
-}
-
-/* Hints to fetch the cache line at p into L1, for one use (x86:
- * prefetchnta) or to keep (prefetcht0); they never fault, so p may point
- * past the end of what is being read. */
-#if defined(__GNUC__)
-#define prefetch_nt(p) __builtin_prefetch((p), 0, 0)
-#define prefetch(p) __builtin_prefetch((p), 0, 3)
-#else
-#define prefetch_nt(p) ((void)(p))
-#define prefetch(p) ((void)(p))
-#endif
-
-/* Outputs row .. row+R-1 of a matrix-vector product (decode). Each output's
- * four accumulators take turns over 64-weight blocks so that four
- * multiply-adds are in flight: one chain would wait on each add's latency
- * and stream weights slower than memory delivers them. (The batched tile
- * above keeps one chain per output, its parallelism coming from 16 vectors
- * of outputs at once; the two orders differ in the last bits, see
- * notes/model.md.)
- * R rows share each load of x; the order within an output does not depend
- * on R. R = 1 streams the weights best; R = 4 is for long rows (the 7B's
- * 14336-wide down_proj), where x (56 KB) no longer fits in L1 and fetching
- * it from L2 once per row held one thread to 19 GB/s of bf16 weights
- * (27-30 GB/s with R = 4; fp32 29 -> 37 GB/s). R is a constant at each call
- * site, so the compiler unrolls the row loops.
- * bf16 rows are also prefetched 4 KB ahead, non-temporally: a bf16 loop
- * eats a cache line twice as fast as an fp32 one, and the hardware
- * prefetcher alone left a core at 34-35 GB/s against 38-39 of read
- * bandwidth (now ~38); the non-temporal hint also stops the weights from
- * evicting x (the 1b's 7168-wide down_proj: 25 -> 30-33 GB/s). 1b bf16
- * decode on one core: 15.5 -> 17.9-18.6 tok/s. For fp32 rows the same
- * prefetch cost 9%, so they go without. The 4 KB are split over the rows
- * in flight (1 KB ahead in each of 4 rows: the 7B's bf16 down_proj 31 ->
- * 32.5 GB/s on one core, 46 -> 47 on two, against 4 KB ahead in each). */
-#if defined(__GNUC__)
-__attribute__((always_inline))
-#endif
-static inline void dot_rows(float *out, const void *w, size_t row, const float *x, int n, int dtype, int R) {
-    const float *wf = (const float *)w + row * n;
-    const uint16_t *wh = (const uint16_t *)w + row * n;
-#define W16(r, k) (dtype == DTYPE_F32 ? v_load(wf + (size_t)(r) * n + (k)) : v_load_bf16(wh + (size_t)(r) * n + (k)))
-    vec16 a[4][4];
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < 4; c++) a[r][c] = v_zero();
-    int k = 0;
-    for (; k + 64 <= n; k += 64) {
-        if (dtype == DTYPE_BF16) /* the two cache lines 4 KB / R ahead, see above */
-            for (int r = 0; r < R; r++) {
-                const char *ahead = (const char *)(wh + (size_t)r * n + k) + 4096 / R;
-                prefetch_nt(ahead);
-                prefetch_nt(ahead + 64);
-            }
-        for (int c = 0; c < 4; c++) {
-            vec16 xv = v_load(x + k + 16 * c);
-            for (int r = 0; r < R; r++) a[r][c] = v_madd(a[r][c], W16(r, k + 16 * c), xv);
-        }
-    }
-    for (int r = 0; r < R; r++) {
-        int kk = k;
-        for (; kk + 16 <= n; kk += 16) a[r][0] = v_madd(a[r][0], W16(r, kk), v_load(x + kk));
-        float s = v_sum(v_add(v_add(a[r][0], a[r][1]), v_add(a[r][2], a[r][3])));
-        for (; kk < n; kk++) s += weight_at(w, (row + r) * n + kk, dtype) * x[kk];
-        out[r] = s;
-    }
-#undef W16
-}
-
-/* A batched matmul reads its input by columns: xt[k][b] = x[b][k] for
- * batch positions, padded with zero columns to a whole number of vectors.
- * One call serves every matmul that shares an input (q, k and v; gate and
- * up). A single position (decode) needs none: matmul reads x itself. */
-static void to_columns(float *xt, const float *x, int batch, int n) {
-    if (batch == 1) return;
-    int bp = (batch + 15) / 16 * 16, k0;
-#pragma omp parallel for schedule(static)
-    for (k0 = 0; k0 < n; k0 += 16) /* 16 columns at a time */
-        for (int b = 0; b < bp; b++)
-            for (int k = k0; k < k0 + 16 && k < n; k++) xt[(size_t)k * bp + b] = b < batch ? x[(size_t)b * n + k] : 0.0f;
-}
-
-/* nn.Linear without bias, for a batch: out[b][i] = sum_k W[i][k] * x[b][k],
- * W is [d][n], x is [batch][n], out is [batch][d]. Threads split the rows.
- * To decode one position a thread reads its rows one after the other
- * (dot_rows): one sequential stream per thread is what the memory system
- * serves fastest (measured on a 4096 x 28672 bf16 matrix, two threads: 4
- * interleaved rows reach 80% of the read bandwidth, one row at a time
- * ~90%). For a batch (prefill) the input is read as columns from xt
- * (to_columns(xt, x, batch, n) first), and each thread takes TILE_ROWS rows
- * at a time through the whole batch, so each weight row comes from memory
- * once per batch. Rows are handed out guided: each thread starts with one
- * contiguous share, and the one that finishes first takes the remaining
- * rows in shrinking pieces, instead of idling while the other finishes its
- * static half (4-5% of a 7b2l decode matmul with two threads). */
-static void matmul(float *out, const float *x, const void *w, int batch, int n, int d, int dtype,
-                   const float *xt) {
-    int i0;
-    if (batch == 1) {
-        int R = n > 8192 && d % 4 == 0 ? 4 : 1;
-#pragma omp parallel for schedule(guided, 16)
-        for (i0 = 0; i0 < d; i0 += R) {
-            if (R == 4) {
-                if (dtype == DTYPE_F32) dot_rows(out + i0, w, (size_t)i0, x, n, DTYPE_F32, 4);
-                else dot_rows(out + i0, w, (size_t)i0, x, n, DTYPE_BF16, 4);
-            } else {
-                if (dtype == DTYPE_F32) dot_rows(out + i0, w, (size_t)i0, x, n, DTYPE_F32, 1);
-                else dot_rows(out + i0, w, (size_t)i0, x, n, DTYPE_BF16, 1);
-            }
-        }
-        return;
-    }
-    int bp = (batch + 15) / 16 * 16; /* positions, padded to whole vectors */
-#pragma omp parallel for schedule(guided)
-    for (i0 = 0; i0 < d; i0 += TILE_ROWS) {
-        for (int b0 = 0; b0 < bp; b0 += 16 * TILE_VECS) {
-            int nv = (bp - b0) / 16 < TILE_VECS ? (bp - b0) / 16 : TILE_VECS;
-#define TILE(NV)                                                                                       \
-    case NV:                                                                                           \
-        if (dtype == DTYPE_F32) matmul_tile(out, xt, bp, w, n, d, i0, b0, batch, NV, DTYPE_F32);        \
-        else matmul_tile(out, xt, bp, w, n, d, i0, b0, batch, NV, DTYPE_BF16);                          \
-        break
-            switch (nv) { TILE(1); TILE(2); }
-#undef TILE
-        }
-    }
-}
-
-/* HF MistralRMSNorm: w * x / sqrt(mean(x^2) + eps) */
-static void rmsnorm(float *out, const float *x, const void *w, int n, float eps, int dtype) {
-    double ss = 0;   /* double: the mean of squares is the one long sum here */
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float inv = 1.0f / sqrtf((float)(ss / n) + eps);
-    for (int i = 0; i < n; i++) out[i] = weight_at(w, (size_t)i, dtype) * (x[i] * inv);
-}
-
-/* HF apply_rotary_pos_emb with rotate_half: in each head, dim i is rotated
- * together with dim i + head_dim/2 (not with its neighbour, as in Meta's
- * original layout), by angle pos * inv_freq[i] computed in fp32; cos_pos
- * and sin_pos hold that angle's cosine and sine for this position. */
-static void rope(float *vec, int n_heads, int head_dim, const float *cos_pos, const float *sin_pos) {
-    int half = head_dim / 2;
-    for (int i = 0; i < half; i++) {
-        float c = cos_pos[i], s = sin_pos[i];
-        for (int h = 0; h < n_heads; h++) {
-            float *v = vec + (size_t)h * head_dim;
-            float x0 = v[i], x1 = v[i + half];
-            v[i] = x0 * c - x1 * s;
-            v[i + half] = x1 * c + x0 * s;
-        }
-    }
-}
-
-/* e^x for softmax, whose arguments are <= 0 (the max is subtracted first).
- * libm's expf is a call per element, which the compiler cannot vectorize;
- * this is plain arithmetic it can. x = n ln2 + r with n an integer and
- * |r| <= ln2/2 (ln2 split in two so that n * LN2_HI is exact), e^r from its
- * Taylor series up to r^7 (the first term left out is < 6e-9 of the
- * result), and 2^n written straight into a float's exponent bits. For
- * every float in [-87, 0] it is within 1 unit in the last place of glibc's
- * expf (relative error <= 1.02e-7 against exp in double; tested). Below -87
- * (e^-87 ~ 1.6e-38, where 2^n would leave the normal floats) it returns 0
- * instead of expf's denormals. NaN stays NaN. */
-static inline float exp_nonpositive(float x) {
-    const float LOG2E = 1.44269504f, LN2_HI = 0.693359375f, LN2_LO = -2.12194440e-4f, ROUND = 12582912.0f;
-    float xc = x < -87.0f ? -87.0f : x;
-    float n = (xc * LOG2E + ROUND) - ROUND; /* round to nearest integer: 1.5 * 2^23 leaves no fraction bits */
-    float r = (xc - n * LN2_HI) - n * LN2_LO;
-    float p = 1.0f + r * (1.0f + r * (1.0f / 2 + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
-    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
-    float two_n;
-    memcpy(&two_n, &bits, 4);
-    return x < -87.0f ? 0.0f : p * two_n;
-}
-
-/* softmax in place, the max subtracted first so exp never overflows. The
- * max and the sum are kept in 16 lanes (one vector) and combined at the
- * end: one running sum would wait on each add's latency. (libm's expf
- * alone was a fifth of decode attention's time at 4000 keys.) */
-static void softmax(float *x, int n) {
-    float lane[16];
-    for (int j = 0; j < 16; j++) lane[j] = x[0];
-    int i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; j++) lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j];
-    float max = x[0];
-    for (int j = 0; j < 16; j++) max = lane[j] > max ? lane[j] : max;
-    for (; i < n; i++) max = x[i] > max ? x[i] : max;
-    for (i = 0; i < n; i++) x[i] = exp_nonpositive(x[i] - max);
-    vec16 lanes = v_zero();
-    for (i = 0; i + 16 <= n; i += 16) lanes = v_add(lanes, v_load(x + i));
-    float sum = 0;
-    for (; i < n; i++) sum += x[i];
-    sum += v_sum(lanes);
-    for (i = 0; i < n; i++) x[i] /= sum;
-}
-
-/* SiLU(x) = x * sigmoid(x), the activation of Mistral's MLP; SwiGLU gates
- * one projection with the SiLU of the other: gate = silu(gate) * up */
-static inline float silu(float x) { return x / (1.0f + expf(-x)); }
-static void swiglu(float *gate, const float *up, size_t n) {
-    long i;
-#pragma omp parallel for schedule(static)
-    for (i = 0; i < (long)n; i++) gate[i] = silu(gate[i]) * up[i];
-}
-
-/* the residual connection: x += y */
-static void add_in_place(float *x, const float *y, size_t n) {
-    long i;
-#pragma omp parallel for schedule(static)
-    for (i = 0; i < (long)n; i++) x[i] += y[i];
-}
-
-/* ==========================================================================
- * 4. The forward pass (HF MistralForCausalLM.forward)
- * ========================================================================== */
-
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-/* Where the key (or value) of position t for KV head kvh of a layer lives
- * in the cache, laid out [layer][KV head][slot][head_dim] so that the keys
- * one head reads are one contiguous stream; the ring's slot is t % cache_len. */
-static size_t kv_offset(const RunState *s, const Config *c, int layer, int kvh, int t) {
-    return (((size_t)layer * c->n_kv_heads + kvh) * s->cache_len + (size_t)(t % s->cache_len)) * c->head_dim;
-}
-
-/* Where attention finds the keys and values of positions from .. from+count-1
- * for KV head kvh: before the chunk (pos) in the ring, in it in s->k, s->v. */
-static void find_kv_rows(const Config *c, const RunState *s, int layer, int kvh, int pos, int from, int count,
-                         const float **krow, const float **vrow) {
-    int hd = c->head_dim, kv_dim = c->n_kv_heads * hd;
-    for (int t = 0; t < count; t++) {
-        int at = from + t;
-        size_t off = at < pos ? kv_offset(s, c, layer, kvh, at) : (size_t)(at - pos) * kv_dim + (size_t)kvh * hd;
-        krow[t] = (at < pos ? s->key_cache : s->k) + off;
-        vrow[t] = (at < pos ? s->value_cache : s->v) + off;
-    }
-}
-
-/* The first key position p may attend to (HF's sliding-window mask) */
-static int first_key(const Config *c, int p) {
-    return c->sliding_window > 0 && p - c->sliding_window + 1 > 0 ? p - c->sliding_window + 1 : 0;
-}
-
-/* Decode attention's prefetch distance: 8 rows of 128 dims. With it and
- * the group's heads sharing each load, 1b decode attention (16 layers, ~540
- * positions, one core) went 2.6-2.8 -> 1.75-1.9 ms per token, same bits;
- * 2 KB ahead was slower, 8 KB the same. */
-#define KV_AHEAD 4096
-
-/* The attention-weighted sum of the values for four queries at once:
- * out[j][i] = sum over t of weights[j][t] * vrow[t][i] for i < hd, each
- * output adding its products in key order. 64 dimensions of the four are
- * summed in registers (16 vectors) over the keys, so each value vector is
- * loaded once for the four (rows prefetched KV_AHEAD bytes ahead). The
- * keys go in blocks of VALUE_BLOCK, each block through every 64 dimensions
- * in turn, the sums parked in out between blocks (stored and reloaded
- * exactly, so the order and the bits are those of one pass): the block's
- * values, read from memory for the first 64 dimensions, are still in L2
- * for the others (7b2l at 4000 positions, one core: 2.7 -> 2.35-2.4 ms;
- * over all the keys at once the other halves came from memory again).
- * Only out[0] .. out[keep-1] are stored: a caller with fewer than four
- * queries fills the unused slots with any weights (computed, not kept).
- * Both attention functions end with it, once per 4 queries and KV head. */
-#define VALUE_BLOCK 512
-#if defined(__GNUC__)
-__attribute__((noinline)) /* inlined into attention() it ran 12% slower at 4000 positions */
-#endif
-static void weighted_values4(float *const out[4], const float *const weights[4], int keep,
-                                    const float *const *vrow, int n_keys, int hd) {
-    for (int t0 = 0; t0 < n_keys; t0 += VALUE_BLOCK) {
-        int t1 = n_keys - t0 < VALUE_BLOCK ? n_keys : t0 + VALUE_BLOCK;
-        for (int i = 0; i + 64 <= hd; i += 64) {
-            vec16 acc[4][4];
-            for (int j = 0; j < 4; j++)
-                for (int v = 0; v < 4; v++) acc[j][v] = t0 > 0 && j < keep ? v_load(out[j] + i + 16 * v) : v_zero();
-            for (int t = t0; t < t1; t++) {
-                vec16 val[4];
-                if (i == 0) /* the whole row: the other dimensions' passes find it in cache */
-                    for (int off = 0; off < hd * 4; off += 64) prefetch((const char *)vrow[t] + KV_AHEAD + off);
-                for (int v = 0; v < 4; v++) val[v] = v_load(vrow[t] + i + 16 * v);
-                for (int j = 0; j < 4; j++) {
-                    vec16 weight = v_set1(weights[j][t]);
-                    for (int v = 0; v < 4; v++) acc[j][v] = v_madd(acc[j][v], weight, val[v]);
-                }
-            }
-            for (int j = 0; j < keep; j++)
-                for (int v = 0; v < 4; v++) v_store(out[j] + i + 16 * v, acc[j][v]);
-        }
-    }
-    int i = hd / 64 * 64;
-    for (; i < hd; i++) /* head_dim % 64 leftovers */
-        for (int j = 0; j < keep; j++) {
-            float sum = 0;
-            for (int t = 0; t < n_keys; t++) sum += weights[j][t] * vrow[t][i];
-            out[j][i] = sum;
-        }
-}
-
-/* HF MistralAttention (eager) for the chunk's n positions pos .. pos+n-1,
- * whose queries, keys and values are in s->q, s->k, s->v. Query head h reads
- * KV head h / group (GQA); position p sees keys max(0, p - W + 1) .. p: W keys
- * including itself. Keys before the chunk come from the ring, the chunk's
- * own from s->k: they go into the ring only after every position has
- * attended, since writing them first could overwrite a key that an earlier
- * position of the chunk still needs. Work is split over (KV head, position)
- * pairs; each key and value vector is loaded once for up to 4 of the
- * `group` query heads that share it (all of them in the 7B: 32 / 8). */
-static void attention(const Config *c, RunState *s, int layer, int n, int pos) {
-    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
-    float scale = sqrtf((float)hd);
-    int kvh;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (kvh = 0; kvh < c->n_kv_heads; kvh++) {
-        for (int b = 0; b < n; b++) {
-            int p = pos + b, first = first_key(c, p);
-            int n_keys = p - first + 1, h0 = kvh * group; /* query heads h0 .. h0+group-1 */
-            const float *q = s->q + (size_t)b * c->n_heads * hd;
-            float *out = s->att_out + (size_t)b * c->n_heads * hd;
-            float *scores = s->scores + (size_t)thread_id() * s->scores_per_thread; /* [group][cache_len] */
-            const float **krow = s->key_rows + (size_t)thread_id() * key_slots(s);
-            const float **vrow = s->value_rows + (size_t)thread_id() * key_slots(s);
-            find_kv_rows(c, s, layer, kvh, pos, first, n_keys, krow, vrow);
-            /* scores = q . k / sqrt(head_dim), up to 4 heads at a time so
-             * that each key vector loaded serves them all (each dot product
-             * in 16 partial sums, added as a tree by v_sum, then the
-             * head_dim % 16 leftovers), then softmax over the visible keys.
-             * Keys and values are prefetched KV_AHEAD bytes ahead (the rows
-             * of one KV head are consecutive in the cache): a row feeds too
-             * few instructions for the core to keep enough loads in flight
-             * by itself. */
-            for (int g0 = 0; g0 < group; g0 += 4) {
-                int gn = group - g0 < 4 ? group - g0 : 4;
-                const float *qg[4];
-                for (int g = 0; g < 4; g++) qg[g] = q + (size_t)(h0 + g0 + (g < gn ? g : 0)) * hd;
-                for (int t = 0; t < n_keys; t++) {
-                    vec16 acc[4] = {v_zero(), v_zero(), v_zero(), v_zero()};
-                    for (int off = 0; off < hd * 4; off += 64) prefetch((const char *)krow[t] + KV_AHEAD + off);
-                    int i = 0;
-                    for (; i + 16 <= hd; i += 16) {
-                        vec16 key = v_load(krow[t] + i);
-                        for (int g = 0; g < 4; g++) acc[g] = v_madd(acc[g], v_load(qg[g] + i), key);
-                    }
-                    for (int g = 0; g < gn; g++) {
-                        float sum = v_sum(acc[g]);
-                        for (int ii = i; ii < hd; ii++) sum += qg[g][ii] * krow[t][ii];
-                        scores[(size_t)(g0 + g) * s->cache_len + t] = sum / scale;
-                    }
-                }
-            }
-            for (int g = 0; g < group; g++) softmax(scores + (size_t)g * s->cache_len, n_keys);
-            /* output = the attention-weighted sum of the values, 4 heads at a time */
-            for (int g0 = 0; g0 < group; g0 += 4) {
-                int gn = group - g0 < 4 ? group - g0 : 4;
-                const float *a[4];
-                float *o[4];
-                for (int g = 0; g < 4; g++) {
-                    int h = g0 + (g < gn ? g : 0); /* heads past gn repeat head g0 */
-                    a[g] = scores + (size_t)h * s->cache_len;
-                    o[g] = out + (size_t)(h0 + h) * hd;
-                }
-                weighted_values4(o, a, gn, vrow, n_keys, hd);
-            }
-        }
-    }
-}
-
-/* The same attention for a prompt's chunk, reorganized for speed: the
- * queries of QB consecutive positions x `group` heads (16 / group positions,
- * so up to 16 queries) are the 16 lanes of a vector. q . k for 8 keys at a
- * time is then 8 vector multiply-adds per dimension, each key element
- * broadcast to all the queries, with no per-pair sum of lanes (attention()
- * needs one per query and key: at 2048 positions attention was 28% of the
- * prefill). Each position keeps its own visible keys: the block's scores
- * cover the union of their ranges and a position's weights are zero
- * outside its own. The values are then summed for 4 queries x 64
- * dimensions at a time in registers. */
-static void attention_blocked(const Config *c, RunState *s, int layer, int n, int pos) {
-    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads, QB = 16 / group;
-    int n_blocks = (n + QB - 1) / QB;
-    float scale = sqrtf((float)hd);
-    int kvh;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (kvh = 0; kvh < c->n_kv_heads; kvh++) {
-        for (int blk = 0; blk < n_blocks; blk++) {
-            int b0 = blk * QB, nb = n - b0 < QB ? n - b0 : QB, lanes = nb * group; /* lane = (b - b0) * group + g */
-            int lo = first_key(c, pos + b0), n_keys = pos + b0 + nb - lo; /* keys lo .. pos+b0+nb-1 */
-            float *qt = s->q_cols + (size_t)thread_id() * 16 * hd;            /* [hd][16] */
-            int ks = key_slots(s); /* row length of sc */
-            float *sc = s->scores + (size_t)thread_id() * s->scores_per_thread; /* [16][ks] */
-            const float **krow = s->key_rows + (size_t)thread_id() * key_slots(s);
-            const float **vrow = s->value_rows + (size_t)thread_id() * key_slots(s);
-            find_kv_rows(c, s, layer, kvh, pos, lo, n_keys, krow, vrow);
-            for (int i = 0; i < hd; i++)
-                for (int l = 0; l < 16; l++)
-                    qt[(size_t)i * 16 + l] =
-                        l < lanes ? s->q[(size_t)(b0 + l / group) * c->n_heads * hd + (size_t)(kvh * group + l % group) * hd + i]
-                                  : 0.0f;
-            /* sc[lane][t] = q . k_t / sqrt(head_dim), 8 keys at a time */
-            for (int t = 0; t < n_keys; t += 8) {
-                int nk = n_keys - t < 8 ? n_keys - t : 8;
-                vec16 acc[8];
-                for (int j = 0; j < 8; j++) acc[j] = v_zero();
-                for (int i = 0; i < hd; i++) {
-                    vec16 q = v_load(qt + (size_t)i * 16);
-                    for (int j = 0; j < 8; j++) acc[j] = v_madd(acc[j], v_set1(krow[t + (j < nk ? j : 0)][i]), q);
-                }
-                for (int j = 0; j < nk; j++) {
-                    float lane[16];
-                    v_store(lane, acc[j]);
-                    for (int l = 0; l < lanes; l++) sc[(size_t)l * ks + t + j] = lane[l] / scale;
-                }
-            }
-            /* softmax of each lane over its own keys; weight 0 for the rest of
-             * the block's keys (and for lanes past the block) */
-            for (int l = 0; l < 16; l++) {
-                float *row = sc + (size_t)l * ks;
-                int p = pos + b0 + l / group, from = l < lanes ? first_key(c, p) - lo : n_keys;
-                int to = l < lanes ? p - lo : n_keys - 1;
-                if (l < lanes) softmax(row + from, to - from + 1);
-                for (int k = 0; k < n_keys; k++)
-                    if (k < from || k > to) row[k] = 0.0f;
-            }
-            /* output = the weighted sum of the values, 4 queries at a time */
-            for (int l0 = 0; l0 < lanes; l0 += 4) {
-                float *o[4];
-                const float *wts[4];
-                for (int j = 0; j < 4; j++) {
-                    int l = l0 + j < lanes ? l0 + j : l0; /* past the block: computed (zero weights), not kept */
-                    o[j] = s->att_out + (size_t)(b0 + l / group) * c->n_heads * hd + (size_t)(kvh * group + l % group) * hd;
-                    wts[j] = sc + (size_t)(l0 + j) * ks;
-                }
-                weighted_values4(o, wts, lanes - l0 < 4 ? lanes - l0 : 4, vrow, n_keys, hd);
-            }
-        }
-    }
-}
-
-/* Run n (<= CHUNK) tokens at positions pos .. pos+n-1 through the model.
- * logits: NULL, or [n][vocab] (all = 1) or [vocab] for the last token only.
- * hidden: NULL, or HF output_hidden_states for these tokens, written at
- * hidden[k][hidden_row + b][dim] for k = 0..n_layers with stride n_rows. */
-static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int pos, float *logits, int all,
-                          float *hidden, int hidden_row, int n_rows) {
-    const Config *c = &m->config;
-    const Weights *w = &m->weights;
-    int D = c->dim, F = c->hidden_dim, hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
-    int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
-#define CAPTURE(k, src)                                                                         \
-    if (hidden)                                                                                 \
-        for (int b = 0; b < n; b++)                                                             \
-    memcpy(hidden + ((size_t)(k) * n_rows + hidden_row + b) * D, (src) + (size_t)b * D, (size_t)D * sizeof(float))
-
-    /* HF MistralRotaryEmbedding: the angles of these positions, once for
-     * all layers */
-    for (int b = 0; b < n; b++)
-        for (int i = 0; i < hd / 2; i++) {
-            float angle = (float)(pos + b) * s->inv_freq[i];
-            s->rope_cos[(size_t)b * (hd / 2) + i] = cosf(angle);
-            s->rope_sin[(size_t)b * (hd / 2) + i] = sinf(angle);
-        }
-
-    /* HF embed_tokens: look up each token's row */
-    for (int b = 0; b < n; b++)
-        read_weights(s->x + (size_t)b * D, w->embed_tokens, (size_t)tokens[b] * D, D, c->dtype);
-    CAPTURE(0, s->x);
-
-    for (int l = 0; l < c->n_layers; l++) {
-        const LayerWeights *L = &w->layers[l];
-
-        /* HF MistralDecoderLayer, first half: x = x + o_proj(attention(input_layernorm(x))) */
-#pragma omp parallel for
-        for (int b = 0; b < n; b++)
-            rmsnorm(s->xb + (size_t)b * D, s->x + (size_t)b * D, L->input_layernorm, D, c->rms_norm_eps, c->dtype);
-        to_columns(s->xt, s->xb, n, D);
-        matmul(s->q, s->xb, L->wq, n, D, q_dim, c->dtype, s->xt);
-        matmul(s->k, s->xb, L->wk, n, D, kv_dim, c->dtype, s->xt);
-        matmul(s->v, s->xb, L->wv, n, D, kv_dim, c->dtype, s->xt);
-#pragma omp parallel for
-        for (int b = 0; b < n; b++) {
-            const float *cs = s->rope_cos + (size_t)b * (hd / 2), *sn = s->rope_sin + (size_t)b * (hd / 2);
-            rope(s->q + (size_t)b * q_dim, c->n_heads, hd, cs, sn);
-            rope(s->k + (size_t)b * kv_dim, c->n_kv_heads, hd, cs, sn);
-        }
-        if (n > 1 && group <= 16) attention_blocked(c, s, l, n, pos);
-        else attention(c, s, l, n, pos);
-        /* then the chunk's keys and values go into their ring slots, in
-         * position order (with n > cache_len the latest win) */
-        for (int b = 0; b < n; b++)
-            for (int kvh = 0; kvh < c->n_kv_heads; kvh++) {
-                size_t at = kv_offset(s, c, l, kvh, pos + b), from = (size_t)b * kv_dim + (size_t)kvh * hd;
-                memcpy(s->key_cache + at, s->k + from, (size_t)hd * sizeof(float));
-                memcpy(s->value_cache + at, s->v + from, (size_t)hd * sizeof(float));
-            }
-        to_columns(s->xt, s->att_out, n, q_dim);
-        matmul(s->proj, s->att_out, L->wo, n, q_dim, D, c->dtype, s->xt);
-        add_in_place(s->x, s->proj, (size_t)n * D);
-
-        /* second half, HF MistralMLP: x = x + down(silu(gate(h)) * up(h)), h = post_attention_layernorm(x) */
-#pragma omp parallel for
-        for (int b = 0; b < n; b++)
-            rmsnorm(s->xb + (size_t)b * D, s->x + (size_t)b * D, L->post_attention_layernorm, D, c->rms_norm_eps,
-                    c->dtype);
-        to_columns(s->xt, s->xb, n, D);
-        matmul(s->gate, s->xb, L->w_gate, n, D, F, c->dtype, s->xt);
-        matmul(s->up, s->xb, L->w_up, n, D, F, c->dtype, s->xt);
-        swiglu(s->gate, s->up, (size_t)n * F);
-        to_columns(s->xt, s->gate, n, F);
-        matmul(s->proj, s->gate, L->w_down, n, F, D, c->dtype, s->xt);
-        add_in_place(s->x, s->proj, (size_t)n * D);
-
-        if (l < c->n_layers - 1) CAPTURE(l + 1, s->x);
-    }
-
-    /* HF MistralModel.norm, then lm_head (only the rows that are wanted) */
-    int first = all ? 0 : n - 1;
-    for (int b = first; b < n; b++)
-        rmsnorm(s->xb + (size_t)b * D, s->x + (size_t)b * D, w->norm, D, c->rms_norm_eps, c->dtype);
-    CAPTURE(c->n_layers, s->xb);
-    if (logits) {
-        to_columns(s->xt, s->xb + (size_t)first * D, n - first, D);
-        matmul(logits, s->xb + (size_t)first * D, w->lm_head, n - first, D, c->vocab_size, c->dtype, s->xt);
-    }
-#undef CAPTURE
-}
-
-/* Run any number of tokens, CHUNK at a time; returns the last token's logits
- * (in s->logits: only the last chunk goes through lm_head). */
-static float *forward(Model *m, RunState *s, const int *tokens, int n, int pos) {
-    for (int i = 0; i < n; i += CHUNK) {
-        int len = n - i < CHUNK ? n - i : CHUNK;
-        forward_chunk(m, s, tokens + i, len, pos + i, i + len == n ? s->logits : NULL, 0, NULL, 0, 0);
-    }
-    return s->logits;
-}
-
-/* ==========================================================================
- * 5. Sampling: turning the logits into the next token
- * ========================================================================== */
-
-typedef struct {
-    float temperature; /* 0 = greedy */
-    float top_p;       /* nucleus: sample from the smallest set with mass >= top_p */
-    uint64_t rng;      /* xorshift64* state */
-    int *idx;          /* [vocab] scratch for top-p */
-} Sampler;
-
-static uint32_t random_u32(uint64_t *state) {
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    return (uint32_t)((*state * 0x2545F4914F6CDD1DULL) >> 32);
-}
-static float random_f32(uint64_t *state) { return (random_u32(state) >> 8) / 16777216.0f; }
-
-/* torch.argmax: the first index of the maximum (greedy decoding in HF) */
-static int argmax(const float *x, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
-static const float *g_sort_probs; /* qsort has no context argument */
-static int by_prob_desc(const void *a, const void *b) {
-    float pa = g_sort_probs[*(const int *)a], pb = g_sort_probs[*(const int *)b];
-    return pa < pb ? 1 : pa > pb ? -1 : (*(const int *)a - *(const int *)b);
-}
-
-static int sample(Sampler *sp, float *logits, int n) {
-    if (sp->temperature == 0.0f) return argmax(logits, n);
-    for (int i = 0; i < n; i++) logits[i] /= sp->temperature;
-    softmax(logits, n);
-    float r = random_f32(&sp->rng);
-    if (sp->top_p <= 0.0f || sp->top_p >= 1.0f) {
-        float cdf = 0;
-        for (int i = 0; i < n; i++) {
-            cdf += logits[i];
-            if (r < cdf) return i;
-        }
-        return n - 1;
-    }
-    /* Top-p: tokens below (1 - top_p) / (n - 1) can never be in the nucleus,
-     * so only the rest needs sorting. */
-    float cutoff = (1.0f - sp->top_p) / (float)(n - 1 > 0 ? n - 1 : 1);
-    int m = 0;
-    for (int i = 0; i < n; i++)
-        if (logits[i] >= cutoff) sp->idx[m++] = i;
-    /* NaN probabilities (1/temperature overflowing to Inf, or NaN/Inf in the
-     * weights) pass no cutoff: fall back to argmax rather than idx[-1] */
-    if (m == 0) return argmax(logits, n);
-    g_sort_probs = logits;
-    qsort(sp->idx, (size_t)m, sizeof(int), by_prob_desc);
-    float mass = 0;
-    int last = m - 1;
-    for (int i = 0; i < m; i++) {
-        mass += logits[sp->idx[i]];
-        if (mass >= sp->top_p) { last = i; break; }
-    }
-    float cdf = 0;
-    r *= mass;
-    for (int i = 0; i <= last; i++) {
-        cdf += logits[sp->idx[i]];
-        if (r < cdf) return sp->idx[i];
-    }
-    return sp->idx[last];
-}
-
-/* ==========================================================================
- * 6. The programs
- * ========================================================================== */
+/* ##########################################################################
+ * PART 4: THE PROGRAMS
+ * ########################################################################## */
 
 static double now_s(void) {
     struct timespec ts;
@@ -1158,7 +1536,7 @@ static double now_s(void) {
 
 typedef struct {
     const char *model_path, *tokenizer_path, *mode;
-    const char *prompt, *prompt_file, *ids, *system, *out_path, *hidden_path;
+    const char *prompt, *prompt_file, *ids, *system, *out_path, *hidden_path, *dump_dir;
     int steps, ctx, top_k, threads;
     float temperature, top_p;
     unsigned long long seed;
@@ -1178,10 +1556,12 @@ static void usage(FILE *f) {
           "  -s SEED     random seed (default: from the clock)\n"
           "  -c N        context length in positions (default: the model's maximum)\n"
           "  -y TEXT     chat: replace the system sentence of the template\n"
-          "  -o FILE     logits: write [n_tokens, vocab] float32 to FILE\n"
-          "  --hidden F  logits: also write [n_layers+1, n_tokens, dim] hidden states\n"
+          "  -o FILE     logits: write [n_tokens, vocab] float32 to FILE (.npy: NumPy format;\n"
+          "              the truth build writes float64)\n"
+          "  --hidden F  logits: also write [n_layers+1, n_tokens, dim] hidden states (.npy too)\n"
+          "  --dump DIR  logits: every module's output as DIR/<HF module path>.npy\n"
           "  --top K     logits: print the K most likely next tokens at each position\n"
-          "  -T N        threads (OpenMP builds; default OMP_NUM_THREADS or all CPUs)\n"
+          "  -T N        threads (default: one per online CPU; the plain build has one)\n"
           "  -v          verbose: print token ids to stderr\n"
           "  -h          this help\n",
           f);
@@ -1208,10 +1588,10 @@ static long parse_long(const char *s, const char *flag, long lo, long hi) {
 static float parse_float(const char *s, const char *flag, float lo, float hi) {
     char *end;
     errno = 0;
-    float v = strtof(s, &end);
-    if (errno || end == s || *end || !isfinite(v)) bad_usage("%s wants a number, got '%s'", flag, s);
-    if (v < lo || v > hi) bad_usage("%s must be in %g..%g, got %g", flag, lo, hi, v);
-    return v;
+    double v = strtod(s, &end); /* double: 1e-45 is a number even if float can barely hold it */
+    if (end == s || *end || !isfinite(v)) bad_usage("%s wants a number, got '%s'", flag, s);
+    if (v < lo || v > hi) bad_usage("%s must be in %g..%g, got %s", flag, lo, hi, s);
+    return (float)v;
 }
 
 /* Parse "1 22 333" (spaces, tabs, newlines or commas between) into ids,
@@ -1226,7 +1606,10 @@ static int *parse_ids(const char *s, int vocab, int *n_out) {
         char *end;
         errno = 0;
         long v = strtol(p, &end, 10);
-        if (end == p || errno) bad_usage("--ids: '%.20s' is not a token id", p);
+        if (end == p || errno || !(*end == 0 || strchr(" \t\n\r,", *end))) {
+            size_t len = strcspn(p, " \t\n\r,");
+            bad_usage("--ids: '%.*s' is not a token id", (int)(len < 20 ? len : 20), p);
+        }
         if (v < 0 || v >= vocab) bad_usage("--ids: token id %ld is outside the vocabulary (0..%d)", v, vocab - 1);
         if (n == cap) {
             cap *= 2;
@@ -1242,6 +1625,158 @@ static int *parse_ids(const char *s, int vocab, int *n_out) {
     return ids;
 }
 
+/* --------------------------------------------------------------------------
+ * Output files, all or nothing. Every file a run writes (-o, --hidden, the
+ * files of --dump) goes to a temporary beside it (PATH.raktn-XXXXXX) and is
+ * renamed into place only when every one is complete (commit_outputs). An
+ * error (die, through atexit) or SIGINT, SIGTERM, SIGHUP before that removes
+ * the temporaries, and a --dump folder raktn created: a failed run leaves
+ * no half-written file and no file the user had is touched. An existing
+ * path that is not a regular file (a device, a FIFO) is written in place.
+ * -------------------------------------------------------------------------- */
+#define MAX_OUTPUTS 8192
+static char *pending_tmp[MAX_OUTPUTS], *pending_path[MAX_OUTPUTS];
+static volatile sig_atomic_t n_pending;
+static char *made_dir; /* a --dump folder this run created, removed on failure */
+
+static void remove_temporaries(void) { /* async-signal-safe: unlink, rmdir */
+    for (int i = 0; i < n_pending; i++)
+        if (pending_tmp[i]) unlink(pending_tmp[i]);
+    if (made_dir) rmdir(made_dir);
+}
+
+static void on_signal(int sig) {
+    remove_temporaries();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void catch_signals(void) {
+    static int done;
+    if (done) return;
+    done = 1;
+    atexit(remove_temporaries);
+    int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        struct sigaction sa = {0};
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+/* The files this run reads (model.bin, tokenizer.bin): no output may be one */
+static struct stat inputs[2];
+static int n_inputs;
+static void note_input(const char *path) {
+    if (n_inputs < 2 && stat(path, &inputs[n_inputs]) == 0) n_inputs++;
+}
+
+typedef struct { FILE *f; const char *path; const char *tmp; } OutFile;
+
+static void check_output(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return;
+    for (int i = 0; i < n_inputs; i++)
+        if (st.st_dev == inputs[i].st_dev && st.st_ino == inputs[i].st_ino)
+            bad_usage("%s is a file this run reads: it will not be overwritten", path);
+}
+
+static void out_open(OutFile *o, const char *path) {
+    if (n_pending >= MAX_OUTPUTS) die("too many output files");
+    catch_signals();
+    check_output(path);
+    struct stat st;
+    int exists = stat(path, &st) == 0;
+    for (int i = 0; exists && i < n_pending; i++) {
+        struct stat other;
+        if (stat(pending_path[i], &other) == 0 && other.st_dev == st.st_dev && other.st_ino == st.st_ino)
+            bad_usage("%s is named twice as an output", path);
+    }
+    for (int i = 0; i < n_pending; i++)
+        if (!strcmp(pending_path[i], path)) bad_usage("%s is named twice as an output", path);
+    o->path = path;
+    o->tmp = NULL;
+    if (exists && !S_ISREG(st.st_mode)) { /* a device or FIFO: in place, never replaced */
+        if (S_ISDIR(st.st_mode)) die("%s: is a folder, not a file", path);
+        o->f = fopen(path, "wb");
+        if (!o->f) die("%s: cannot open (%s)", path, strerror(errno));
+    } else {
+        size_t len = strlen(path) + 16;
+        char *tmp = xcalloc(len, 1);
+        snprintf(tmp, len, "%s.raktn-XXXXXX", path);
+        int fd = mkstemp(tmp);
+        if (fd < 0) die("%s: cannot create a file beside it (%s)", path, strerror(errno));
+        mode_t um = umask(0);
+        umask(um);
+        fchmod(fd, 0666 & ~um); /* mkstemp's 0600 -> what a plain create would give */
+        o->f = fdopen(fd, "wb");
+        if (!o->f) die("%s: cannot open (%s)", tmp, strerror(errno));
+        o->tmp = tmp;
+    }
+    pending_tmp[n_pending] = (char *)o->tmp;
+    pending_path[n_pending] = (char *)path;
+    n_pending++;
+}
+
+static void out_write(OutFile *o, const void *buf, size_t size) {
+    if (size && fwrite(buf, 1, size, o->f) != size) die("%s: write failed (%s)", o->path, strerror(errno));
+}
+
+/* Complete (still under its temporary name until commit_outputs) */
+static void out_close(OutFile *o) {
+    if (fflush(o->f) != 0 || ferror(o->f)) die("%s: write failed (%s)", o->path, strerror(errno));
+    if (o->tmp && fsync(fileno(o->f)) != 0 && errno != EINVAL) die("%s: write failed (%s)", o->path, strerror(errno));
+    if (fclose(o->f) != 0) { o->f = NULL; die("%s: write failed (%s)", o->path, strerror(errno)); }
+    o->f = NULL;
+}
+
+/* Every output complete: rename them all into place */
+static void commit_outputs(void) {
+    for (int i = 0; i < n_pending; i++)
+        if (pending_tmp[i] && rename(pending_tmp[i], pending_path[i]) != 0)
+            die("%s: cannot rename into place (%s)", pending_path[i], strerror(errno));
+    for (int i = 0; i < n_pending; i++) free(pending_tmp[i]);
+    n_pending = 0;
+    made_dir = NULL;
+}
+
+/* NumPy's .npy format (version 1.0): magic, header length, a Python dict
+ * literal giving dtype, order and shape, padded to a multiple of 64 bytes
+ * with spaces and a newline; then the data, little-endian, C order. */
+static int is_npy(const char *path) {
+    size_t n = strlen(path);
+    return n >= 4 && !strcmp(path + n - 4, ".npy");
+}
+static void npy_header(OutFile *o, const char *descr, const long *shape, int ndim) {
+    char dict[256];
+    int len = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
+    for (int i = 0; i < ndim; i++) len += snprintf(dict + len, sizeof dict - len, "%ld,%s", shape[i], i + 1 < ndim ? " " : "");
+    len += snprintf(dict + len, sizeof dict - len, "), }");
+    int total = (10 + len + 1 + 63) / 64 * 64; /* magic(6) version(2) length(2) dict '\n' */
+    unsigned char head[320];
+    memcpy(head, "\x93NUMPY\x01\x00", 8);
+    head[8] = (unsigned char)((total - 10) & 0xff);
+    head[9] = (unsigned char)((total - 10) >> 8);
+    memcpy(head + 10, dict, (size_t)len);
+    memset(head + 10 + len, ' ', (size_t)(total - 10 - len));
+    head[total - 1] = '\n';
+    out_write(o, head, (size_t)total);
+}
+
+/* An output of reals: .npy with this shape when the name ends in .npy,
+ * else raw; little-endian float32 (float64 in the truth build) */
+static void out_open_floats(OutFile *o, const char *path, const long *shape, int ndim) {
+    out_open(o, path);
+    if (is_npy(path)) npy_header(o, sizeof(real) == 8 ? "<f8" : "<f4", shape, ndim);
+}
+
+/* standard output: every write checked once, at the end of each turn and
+ * of the run (a reader that goes away is SIGPIPE's, the Unix convention) */
+static void check_stdout(void) {
+    if (fflush(stdout) != 0 || ferror(stdout)) die("standard output: write failed (%s)", strerror(errno ? errno : EIO));
+}
+
 static char *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) die("%s: cannot open (%s)", path, strerror(errno));
@@ -1250,7 +1785,7 @@ static char *read_file(const char *path, size_t *len) {
     while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
         n += r;
         if (n == cap) {
-            if (cap > ((size_t)1 << 40)) die("%s: file too large", path);
+            if (cap > SIZE_MAX / 4) die("%s: file too large", path);
             cap *= 2;
             char *nb = realloc(buf, cap + 1);
             if (!nb) die("out of memory reading %s", path);
@@ -1276,6 +1811,7 @@ static Tokenizer *open_tokenizer(const Options *o) {
     }
     Tokenizer *t = tokenizer_load(path, err, sizeof err);
     if (!t) die("%s", err); /* the message names the file */
+    note_input(path);
     return t;
 }
 
@@ -1306,55 +1842,153 @@ static void print_ids(const char *label, const int *ids, int n) {
     fputc('\n', stderr);
 }
 
-/* Write all of buf to f or die: an output that could not be written must
- * not look complete. */
-static void write_all(FILE *f, const void *buf, size_t size, const char *path) {
-    if (size && fwrite(buf, 1, size, f) != size) die("%s: write failed (%s)", path, strerror(errno));
-}
-
-/* Output files go to PATH.tmp and are renamed when complete. */
-typedef struct { FILE *f; char *path, *tmp; } OutFile;
-static void out_open(OutFile *o, const char *path) {
-    size_t n = strlen(path) + 5;
-    o->path = xcalloc(n, 1);
-    o->tmp = xcalloc(n, 1);
-    snprintf(o->path, n, "%s", path);
-    snprintf(o->tmp, n, "%s.tmp", path);
-    o->f = fopen(o->tmp, "wb");
-    if (!o->f) die("%s: cannot create (%s)", o->tmp, strerror(errno));
-}
-static void out_close(OutFile *o) {
-    if (fclose(o->f) != 0) { unlink(o->tmp); die("%s: write failed (%s)", o->tmp, strerror(errno)); }
-    if (rename(o->tmp, o->path) != 0) { unlink(o->tmp); die("%s: cannot rename into place (%s)", o->path, strerror(errno)); }
-    free(o->path);
-    free(o->tmp);
-}
-
 static void check_fits(int n, const RunState *s) {
     if (n > s->ctx) die("the sequence has %d tokens but the context is %d positions (-c, at most the model's "
                         "max_position_embeddings)", n, s->ctx);
 }
 
-/* -m logits: one forward pass over the sequence; every position's logits
- * (and, optionally, HF output_hidden_states) to raw float32 files. */
+/* --hidden: HF's output_hidden_states collected from the forward pass's
+ * trace: [n_layers+1][n][dim], entry 0 the embeddings, entry k the output
+ * of layer k-1, the last entry after the final norm (model.norm). */
+typedef struct {
+    Trace trace;
+    real *h;
+    int n, n_layers, dim;
+} Hidden;
+
+static void hidden_output(Trace *t, const char *module, int layer, int pos, const real *x, int rows, int cols) {
+    Hidden *hs = (Hidden *)t;
+    int k = -1;
+    if (!strcmp(module, "model.embed_tokens")) k = 0;
+    else if (layer >= 0 && !module[0] && layer < hs->n_layers - 1) k = layer + 1;
+    else if (!strcmp(module, "model.norm")) k = hs->n_layers;
+    if (k >= 0) memcpy(hs->h + ((size_t)k * hs->n + pos) * hs->dim, x, (size_t)rows * cols * sizeof(real));
+}
+
+/* --dump DIR: every module's output for the whole sequence, one .npy per
+ * Hugging Face module path (notes/verification.md lists them): rows are
+ * gathered chunk by chunk in memory and written at the end. */
+typedef struct {
+    char *name;
+    real *data;
+    long shape[3];
+    int ndim;
+} Tensor;
+
+typedef struct {
+    Trace trace;
+    Tensor *t;
+    int count, cap, n, n_heads;
+} Dump;
+
+static Tensor *dump_tensor(Dump *d, const char *name, int ndim, long s0, long s1, long s2) {
+    for (int i = 0; i < d->count; i++)
+        if (!strcmp(d->t[i].name, name)) return &d->t[i];
+    if (d->count == d->cap) {
+        d->cap = d->cap ? 2 * d->cap : 64;
+        Tensor *nt = realloc(d->t, (size_t)d->cap * sizeof(Tensor));
+        if (!nt) die("out of memory");
+        d->t = nt;
+    }
+    Tensor *t = &d->t[d->count++];
+    t->name = strdup(name);
+    t->ndim = ndim;
+    t->shape[0] = s0, t->shape[1] = s1, t->shape[2] = s2;
+    t->data = xcalloc(size_mul(size_mul((uint64_t)s0, (uint64_t)s1), (uint64_t)(ndim == 3 ? s2 : 1)), sizeof(real));
+    if (!t->name) die("out of memory");
+    return t;
+}
+
+static void dump_name(char *buf, size_t cap, const char *module, int layer) {
+    if (layer < 0) snprintf(buf, cap, "%s", module);
+    else snprintf(buf, cap, "model.layers.%d%s%s", layer, module[0] ? "." : "", module);
+}
+
+static void dump_output(Trace *tr, const char *module, int layer, int pos, const real *x, int rows, int cols) {
+    Dump *d = (Dump *)tr;
+    char name[128];
+    dump_name(name, sizeof name, module, layer);
+    Tensor *t = dump_tensor(d, name, 2, d->n, cols, 0);
+    memcpy(t->data + (size_t)pos * cols, x, (size_t)rows * cols * sizeof(real));
+}
+
+static void dump_weights(Trace *tr, int layer, int h, int p, int first, const real *w, int n_keys) {
+    Dump *d = (Dump *)tr;
+    char name[128];
+    dump_name(name, sizeof name, "self_attn.attn_weights", layer);
+    Tensor *t = dump_tensor(d, name, 3, d->n_heads, d->n, d->n);
+    memcpy(t->data + ((size_t)h * d->n + p) * d->n + first, w, (size_t)n_keys * sizeof(real));
+}
+
+static void dump_write(Dump *d, const char *dir) {
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) die("%s: --dump wants a folder", dir);
+    } else {
+        if (mkdir(dir, 0777) != 0) die("%s: cannot create the folder (%s)", dir, strerror(errno));
+        made_dir = (char *)dir;
+    }
+    for (int i = 0; i < d->count; i++) {
+        Tensor *t = &d->t[i];
+        size_t len = strlen(dir) + strlen(t->name) + 8;
+        char *path = xcalloc(len, 1);
+        snprintf(path, len, "%s/%s.npy", dir, t->name);
+        OutFile f;
+        out_open_floats(&f, path, t->shape, t->ndim);
+        out_write(&f, t->data, size_mul(size_mul((uint64_t)t->shape[0], (uint64_t)t->shape[1]),
+                                        (uint64_t)(t->ndim == 3 ? t->shape[2] : 1) * sizeof(real)));
+        out_close(&f);
+    }
+}
+
+static void dump_free(Dump *d) {
+    for (int i = 0; i < d->count; i++) free(d->t[i].name), free(d->t[i].data);
+    free(d->t);
+}
+
+/* -m logits: one forward pass over the sequence: every position's logits
+ * (-o), HF's output_hidden_states (--hidden), every module's output
+ * (--dump), or a readable top-K view (--top). */
 static void run_logits(Model *m, RunState *s, const Options *o, Tokenizer *tok) {
     const Config *c = &m->config;
+    if (!o->out_path && !o->hidden_path && !o->dump_dir && o->top_k == 0)
+        bad_usage("-m logits needs -o FILE, --hidden FILE, --dump DIR or --top K");
+    if (o->out_path) check_output(o->out_path);
+    if (o->hidden_path) check_output(o->hidden_path);
+    if (o->out_path && o->hidden_path && !strcmp(o->out_path, o->hidden_path))
+        bad_usage("%s is named twice as an output", o->out_path);
     int n;
     int *ids = prompt_ids(o, tok, c->vocab_size, &n);
     if (n == 0) die("empty sequence: nothing to run");
     check_fits(n, s);
     if (!o->ids || o->verbose) print_ids("ids: ", ids, n);
-    if (!o->out_path && !o->hidden_path && o->top_k == 0) bad_usage("-m logits needs -o FILE, --hidden FILE or --top K");
-    float *hidden = o->hidden_path ? xcalloc((size_t)(c->n_layers + 1) * n * c->dim, sizeof(float)) : NULL;
+    Hidden hs = {{hidden_output, NULL}, NULL, n, c->n_layers, c->dim};
+    Dump dump = {{dump_output, dump_weights}, NULL, 0, 0, n, c->n_heads};
+    Trace *tr = o->dump_dir ? &dump.trace : o->hidden_path ? &hs.trace : NULL;
+    size_t hidden_size = size_mul(size_mul((uint64_t)c->n_layers + 1, (uint64_t)n), (uint64_t)c->dim);
+    if (o->hidden_path) hs.h = xcalloc(hidden_size, sizeof(real));
     OutFile out = {0};
-    if (o->out_path) out_open(&out, o->out_path);
-    float *logits = xcalloc((size_t)CHUNK * c->vocab_size, sizeof(float));
+    long shape[3] = {n, c->vocab_size};
+    if (o->out_path) out_open_floats(&out, o->out_path, shape, 2);
+    real *logits = xcalloc((size_t)CHUNK * c->vocab_size, sizeof(real));
     for (int i = 0; i < n; i += CHUNK) {
         int len = n - i < CHUNK ? n - i : CHUNK;
-        forward_chunk(m, s, ids + i, len, i, logits, 1, hidden, i, n);
-        if (o->out_path) write_all(out.f, logits, (size_t)len * c->vocab_size * sizeof(float), out.tmp);
+        forward_chunk(m, s, ids + i, len, i, logits, 1, tr);
+        if (tr == &dump.trace && o->hidden_path) /* --hidden from the dump's rows */
+            for (int b = 0; b < len; b++) {
+                static const char *rows_of[] = {"model.embed_tokens", "model.norm"};
+                for (int k = 0; k <= c->n_layers; k++) {
+                    char name[64];
+                    if (k == 0 || k == c->n_layers) snprintf(name, sizeof name, "%s", rows_of[k ? 1 : 0]);
+                    else snprintf(name, sizeof name, "model.layers.%d", k - 1);
+                    Tensor *t = dump_tensor(&dump, name, 2, n, c->dim, 0);
+                    memcpy(hs.h + ((size_t)k * n + i + b) * c->dim, t->data + (size_t)(i + b) * c->dim,
+                           (size_t)c->dim * sizeof(real));
+                }
+            }
+        if (o->out_path) out_write(&out, logits, (size_t)len * c->vocab_size * sizeof(real));
         for (int b = 0; b < len && o->top_k > 0; b++) {
-            const float *row = logits + (size_t)b * c->vocab_size;
+            const real *row = logits + (size_t)b * c->vocab_size;
             int id = ids[i + b];
             const char *piece = tok ? tokenizer_piece(tok, id) : NULL;
             printf("pos %d  id %d %s%s%s ->", i + b, id, piece ? "'" : "", piece ? piece : "", piece ? "'" : "");
@@ -1378,12 +2012,16 @@ static void run_logits(Model *m, RunState *s, const Options *o, Tokenizer *tok) 
     if (o->out_path) out_close(&out);
     if (o->hidden_path) {
         OutFile hf;
-        out_open(&hf, o->hidden_path);
-        write_all(hf.f, hidden, (size_t)(c->n_layers + 1) * n * c->dim * sizeof(float), hf.tmp);
+        long hshape[3] = {c->n_layers + 1, n, c->dim};
+        out_open_floats(&hf, o->hidden_path, hshape, 3);
+        out_write(&hf, hs.h, size_mul(hidden_size, sizeof(real)));
         out_close(&hf);
     }
+    if (o->dump_dir) dump_write(&dump, o->dump_dir);
+    commit_outputs();
+    dump_free(&dump);
     free(logits);
-    free(hidden);
+    free(hs.h);
     free(ids);
 }
 
@@ -1395,14 +2033,14 @@ static void run_ppl(Model *m, RunState *s, const Options *o, Tokenizer *tok) {
     int *ids = prompt_ids(o, tok, c->vocab_size, &n);
     if (n < 2) die("ppl needs at least 2 tokens (got %d)", n);
     check_fits(n, s);
-    float *logits = xcalloc((size_t)CHUNK * c->vocab_size, sizeof(float));
+    real *logits = xcalloc((size_t)CHUNK * c->vocab_size, sizeof(real));
     double nll = 0;
     for (int i = 0; i < n - 1; i += CHUNK) {
         int len = n - 1 - i < CHUNK ? n - 1 - i : CHUNK;
-        forward_chunk(m, s, ids + i, len, i, logits, 1, NULL, 0, 0);
+        forward_chunk(m, s, ids + i, len, i, logits, 1, NULL);
         for (int b = 0; b < len; b++) {
-            const float *row = logits + (size_t)b * c->vocab_size;
-            float max = row[0];
+            const real *row = logits + (size_t)b * c->vocab_size;
+            real max = row[0];
             for (int v = 1; v < c->vocab_size; v++) if (row[v] > max) max = row[v];
             double sum = 0;
             for (int v = 0; v < c->vocab_size; v++) sum += exp((double)row[v] - max);
@@ -1426,7 +2064,7 @@ static int generate(Model *m, RunState *s, Tokenizer *tok, Sampler *sp, const in
     if (*pos + n_prompt > s->ctx) die("the prompt needs %d positions but only %d of the context's %d are left",
                                       n_prompt, s->ctx - *pos, s->ctx);
     double t0 = now_s();
-    float *logits = forward(m, s, prompt, n_prompt, *pos);
+    real *logits = forward(m, s, prompt, n_prompt, *pos);
     *pos += n_prompt;
     st->prefill_s += now_s() - t0;
     st->prefill_tok += n_prompt;
@@ -1514,7 +2152,8 @@ static void run_chat(Model *m, RunState *s, const Options *o, Tokenizer *tok, Sa
     for (;;) {
         if (interactive) { fputs("USER: ", stdout); fflush(stdout); }
         ssize_t len = getline(&line, &line_cap, stdin);
-        if (len < 0) {         /* EOF ends the chat */
+        if (len < 0) { /* the end of input ends the chat; a read error is an error */
+            if (ferror(stdin)) die("standard input: read error (%s)", strerror(errno));
             if (interactive) putchar('\n');
             break;
         }
@@ -1541,6 +2180,7 @@ static void run_chat(Model *m, RunState *s, const Options *o, Tokenizer *tok, Sa
         free(ids);
         printf("\n");
         fflush(stdout);
+        check_stdout();
         if (o->verbose) print_ids("answer ids: ", answer, got);
         /* close the turn with </s> if the answer was cut short, so that the
          * transcript keeps the template's shape */
@@ -1606,6 +2246,7 @@ static void parse_args(Options *o, int argc, char **argv) {
         else if (!strcmp(a, "-y")) o->system = v;
         else if (!strcmp(a, "-o")) o->out_path = v;
         else if (!strcmp(a, "--hidden")) o->hidden_path = v;
+        else if (!strcmp(a, "--dump")) o->dump_dir = v;
         else if (!strcmp(a, "--top")) o->top_k = (int)parse_long(v, a, 1, 1000);
         else if (!strcmp(a, "-T")) o->threads = (int)parse_long(v, a, 1, 4096);
         else bad_usage("unknown option '%s'", a);
@@ -1618,19 +2259,50 @@ static void parse_args(Options *o, int argc, char **argv) {
     if (sources > 1) bad_usage("give only one of -i, -f and --ids");
 }
 
+/* A model file truncated or rewritten while it is mapped: reading the
+ * missing pages raises SIGBUS. One line and exit 1 instead of a bare crash. */
+static char sigbus_msg[512];
+static void on_sigbus(int sig) {
+    (void)sig;
+    ssize_t r = write(STDERR_FILENO, sigbus_msg, strlen(sigbus_msg));
+    (void)r;
+    remove_temporaries();
+    _exit(1);
+}
+
+/* Standard input, output and error open whatever the caller left closed,
+ * so that no file raktn opens becomes one of them: a closed stdout gets
+ * /dev/null read-only, so that writing to it fails (and is reported)
+ * rather than landing in an output file. */
+static void reserve_std_fds(void) {
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+            int got = open("/dev/null", fd == 2 ? O_WRONLY : O_RDONLY);
+            if (got >= 0 && got != fd) { dup2(got, fd); close(got); }
+        }
+}
+
 #ifndef RAKTN_NO_MAIN
 int main(int argc, char **argv) {
+    reserve_std_fds();
     Options o;
     parse_args(&o, argc, argv);
-#ifdef _OPENMP
-    if (o.threads > 0) omp_set_num_threads(o.threads);
+#ifndef RAKTN_PLAIN
+    pool_start(o.threads); /* -T, else one thread per online CPU */
 #endif
-    if (!strcmp(o.mode, "tokenize")) { run_tokenize(&o); return 0; }
-    if (!strcmp(o.mode, "detokenize")) { run_detokenize(&o); return 0; }
+    if (!strcmp(o.mode, "tokenize")) { run_tokenize(&o); check_stdout(); return 0; }
+    if (!strcmp(o.mode, "detokenize")) { run_detokenize(&o); check_stdout(); return 0; }
     if (!o.model_path) bad_usage("MODEL.bin is required for -m %s", o.mode);
 
     Model m = {0};
     load_model(&m, o.model_path);
+    note_input(o.model_path);
+    snprintf(sigbus_msg, sizeof sigbus_msg, "raktn: error: %s: the file changed (truncated?) while raktn was "
+             "reading it\n", o.model_path);
+    struct sigaction sa = {0};
+    sa.sa_handler = on_sigbus;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
     const Config *c = &m.config;
     if (o.ctx > c->max_seq_len) bad_usage("-c %d exceeds the model's max_position_embeddings (%d)", o.ctx, c->max_seq_len);
     RunState s;
@@ -1649,6 +2321,10 @@ int main(int argc, char **argv) {
     }
     if (tok && tokenizer_vocab_size(tok) > c->vocab_size)
         die("tokenizer has %d pieces but the model's vocabulary is %d", tokenizer_vocab_size(tok), c->vocab_size);
+    if (tok && tokenizer_vocab_size(tok) < c->vocab_size)
+        fprintf(stderr, "raktn: warning: the tokenizer has %d pieces, the model's vocabulary %d: ids %d..%d have "
+                "no text and print nothing\n", tokenizer_vocab_size(tok), c->vocab_size, tokenizer_vocab_size(tok),
+                c->vocab_size - 1);
 
     Sampler sp = {.temperature = o.temperature, .top_p = o.top_p, .rng = o.seed ? o.seed : (uint64_t)time(NULL)};
     sp.rng = sp.rng * 0x9E3779B97F4A7C15ULL + 1; /* never 0: xorshift would stick */
@@ -1659,6 +2335,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(o.mode, "logits")) run_logits(&m, &s, &o, tok);
     else if (!strcmp(o.mode, "ppl")) run_ppl(&m, &s, &o, tok);
 
+    check_stdout();
     free(sp.idx);
     if (tok) tokenizer_free(tok);
     free_state(&s);

@@ -415,6 +415,7 @@ typedef struct {
     size_t n, cap;
     Cand *heap;
     size_t n_heap, heap_cap;
+    int unk_pending;         /* unknown characters seen, their <unk> not yet added */
 } Work;
 
 static int work_add_symbol(Work *w, int32_t id) {
@@ -479,13 +480,24 @@ static Cand heap_pop(Work *w) {
     return top;
 }
 
-/* One character (its UTF-8 bytes) -> initial symbol(s). The character's own
- * piece if the vocabulary has it, else one <0xXX> symbol per byte (HF BPE
- * byte_fallback); only if a byte piece is missing too, <unk>, with adjacent
- * unknowns fused into one (HF fuse_unk). */
+/* The <unk> that stands for the unknown characters seen since the last piece. */
+static int flush_unk(const Tokenizer *t, Work *w) {
+    if (!w->unk_pending) return 0;
+    w->unk_pending = 0;
+    return work_add_symbol(w, t->unk);
+}
+
+/* One character (its UTF-8 bytes) -> initial symbol(s), as HF's BPE builds
+ * its word: the character's own piece if the vocabulary has it, else one
+ * <0xXX> symbol per byte (byte_fallback) if every byte has a piece, else it is
+ * unknown. Consecutive unknowns become one <unk> (fuse_unk), added only when
+ * the next character with a piece of its own comes, or at the end of the
+ * segment: byte-fallback symbols in between go in before it ("X\x01Y", X and
+ * Y unknown, only \x01 a byte piece: <0x01> <unk>). Only a vocabulary with
+ * some but not all of the 256 byte pieces can show that order. */
 static int add_char(const Tokenizer *t, Work *w, const unsigned char *c, int len, uint32_t cp) {
     int32_t id = cp < 65536 ? t->bmp_id[cp] : piece_lookup(t, (const char *)c, (size_t)len);
-    if (id >= 0) return work_add_symbol(w, id);
+    if (id >= 0) return flush_unk(t, w) < 0 ? -1 : work_add_symbol(w, id);
     int all_bytes = 1;
     for (int i = 0; i < len; i++) all_bytes &= t->byte_id[c[i]] >= 0;
     if (all_bytes) {
@@ -493,9 +505,8 @@ static int add_char(const Tokenizer *t, Work *w, const unsigned char *c, int len
             if (work_add_symbol(w, t->byte_id[c[i]]) < 0) return -1;
         return 0;
     }
-    if (t->unk < 0) return 0;   /* no <unk> piece: HF BPE drops the character */
-    if (w->n > 0 && w->id[w->n - 1] == t->unk) return 0;   /* fuse_unk */
-    return work_add_symbol(w, t->unk);
+    if (t->unk >= 0) w->unk_pending = 1;   /* no <unk> piece: HF BPE drops the character */
+    return 0;
 }
 
 /* Encode one segment of text that contains no special token. */
@@ -507,6 +518,7 @@ static int encode_segment(const Tokenizer *t, Work *w, const unsigned char *s, s
     static const unsigned char REPLACEMENT[3] = { 0xEF, 0xBF, 0xBD };  /* U+FFFD */
     w->n = 0;
     w->n_heap = 0;
+    w->unk_pending = 0;
     /* Normalize on the fly: one ▁ in front, every ASCII space becomes ▁. */
     if (add_char(t, w, SPACE_MARK, 3, 0x2581) < 0) return -1;
     for (size_t i = 0; i < n;) {
@@ -524,6 +536,7 @@ static int encode_segment(const Tokenizer *t, Work *w, const unsigned char *s, s
         if (r < 0) return -1;
         i += (size_t)len;
     }
+    if (flush_unk(t, w) < 0) return -1;
     if (w->n == 0) return 0;   /* every character dropped (no <unk>) */
     w->next[w->n - 1] = -1;
 

@@ -26,6 +26,12 @@
    GGUF of the same weights; GGUF_OF names which benchmark model, default
    1b) runs llama-bench with the same prompt/gen lengths and threads in the
    same run and prints raktn / llama.cpp. llama.cpp is not a dependency.
+5. Measures the FP32 FMA peak (bench/fma_peak.c, built with the same
+   --cflags as raktn) for each thread count and prints prefill GFLOPS (2
+   flops per weight and per attention multiply-add, at the prompt's mean
+   position) and their fraction of the peak: prefill's limit.
+--cflags "-O3 -march=x86-64-v3" benchmarks a build for another instruction
+set (raktn is rebuilt with them into bench/work/raktn; default: make's).
 
 The table goes to stdout and to bench/work/results.md. Standard library only.
 """
@@ -132,7 +138,7 @@ def warm(path):
 def raktn(model, threads, ids, gen, ctx):
     """(prefill tok/s, decode tok/s, peak RSS bytes) of one run."""
     warm(model)
-    cmd = ["/usr/bin/time", "-f", "maxrss_kb %M", os.path.join(ROOT, "raktn"), model, "--ids", ids,
+    cmd = ["/usr/bin/time", "-f", "maxrss_kb %M", RAKTN, model, "--ids", ids,
            "-n", str(gen), "-t", "0", "-T", str(threads), "-c", str(ctx)]
     p = run(cmd, capture_output=True, text=True)
     m = re.search(r"prefill (\d+) tok ([\d.]+) tok/s, decode (\d+) tok ([\d.]+) tok/s", p.stderr)
@@ -140,6 +146,26 @@ def raktn(model, threads, ids, gen, ctx):
     if not m or int(m.group(3)) < 1:
         raise SystemExit(f"bench: unexpected raktn output:\n{p.stderr}")
     return float(m.group(2)), float(m.group(4)), rss
+
+
+RAKTN = os.path.join(ROOT, "raktn")
+
+
+def flops_per_token(h, mean_pos):
+    """Prefill arithmetic per position: 2 flops per weight of every matrix
+    but the embedding table, and 2 x 2 per query-key and weight-value
+    multiply-add of attention over mean_pos keys."""
+    es = 4 if h["dtype"] == 0 else 2
+    matrices = (h["file_size"] - 256) / es - (0 if h["tied"] else h["vocab"] * h["dim"])
+    attention = 4 * h["n_layers"] * h["n_heads"] * h["head_dim"] * mean_pos
+    return 2 * matrices + attention
+
+
+def fma_peak(threads):
+    exe = os.path.join(WORK, "fma_peak")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    out = run([exe], env=env, capture_output=True, text=True).stdout
+    return float(re.search(r"([\d.]+) GFLOPS", out).group(1)) * 1e9
 
 
 def llama(threads, prompt, gen):
@@ -164,15 +190,30 @@ def main():
     ap.add_argument("--prompt", type=int, default=512)
     ap.add_argument("--gen", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--cflags", default=None, help="build raktn and fma_peak with these instead of make's")
     a = ap.parse_args()
+    global RAKTN
     models = a.models.split(",")
     threads = [int(t) for t in a.threads.split(",")]
     os.makedirs(WORK, exist_ok=True)
     for m in models:
         ensure_model(m)
-    run(["make", "-s", "-C", ROOT, "raktn"])
+    if a.cflags:
+        RAKTN = os.path.join(WORK, "raktn")
+        run(["make", "-s", "-C", ROOT, "-B", "raktn", f"CFLAGS={a.cflags}"])
+        os.replace(os.path.join(ROOT, "raktn"), RAKTN)
+        run(["make", "-s", "-C", ROOT, "-B", "raktn"])
+    else:
+        run(["make", "-s", "-C", ROOT, "raktn"])
     run(["cc", "-O3", "-march=native", "-fopenmp", "-o", os.path.join(WORK, "stream"),
          os.path.join(ROOT, "bench", "stream.c")])
+    fflags = (a.cflags or "-O2 -march=native").split()
+    run(["cc"] + fflags + ["-fopenmp", "-o", os.path.join(WORK, "fma_peak"), os.path.join(ROOT, "bench", "fma_peak.c")])
+    cpu = "unknown CPU"
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
 
     # a fixed pseudo-random prompt of ids (no tokenizer involved)
     x, ids = 12345, []
@@ -187,7 +228,8 @@ def main():
     rows = []
     for t in threads:
         bw = stream_bw(t)
-        log(f"threads {t}: read bandwidth {bw / 1e9:.1f} GB/s")
+        peak = fma_peak(t)
+        log(f"threads {t}: read bandwidth {bw / 1e9:.1f} GB/s, FMA peak {peak / 1e9:.1f} GFLOPS")
         lpp = ltg = None
         if use_llama:
             lload = os.getloadavg()[0]
@@ -214,18 +256,21 @@ def main():
                 row = dict(model=m, dtype=dt, threads=t, pp=med("pp"), tg=med("tg"), frac=med("frac"),
                            frac_lo=min(fracs), frac_hi=max(fracs), bw_lo=min(bws), bw_hi=max(bws),
                            roof=med("roof"), rss=max(r["rss"] for r in runs), load=max(r["load"] for r in runs),
-                           file=h["file_size"], kv=kv_cache_bytes(h, ctx), lpp=None, ltg=None)
+                           file=h["file_size"], kv=kv_cache_bytes(h, ctx), lpp=None, ltg=None,
+                           gflops=med("pp") * flops_per_token(h, a.prompt / 2), peak=peak)
                 if use_llama and m == gguf_of and dt == "f32":
                     row["lpp"], row["ltg"] = lpp, ltg
                 rows.append(row)
 
     lines = [f"# raktn bench, {time.strftime('%Y-%m-%d %H:%M')}, prompt {a.prompt} ids, decode {a.gen} tokens, "
              f"{a.repeat} run(s) each (medians; ranges over the runs)",
+             f"# {cpu}; raktn built with {a.cflags or 'make defaults'}",
              "",
              "| model | storage | threads | prefill tok/s | decode tok/s | read GB/s seen | decode roofline tok/s "
              "| decode / roofline | its range | llama.cpp F32 pp | llama.cpp F32 tg | pp raktn/llama | tg raktn/llama "
-             "| peak RSS GB | file + KV GB | RSS / (file+KV) | max load avg |",
-             "|" + "---|" * 17]
+             "| peak RSS GB | file + KV GB | RSS / (file+KV) | max load avg | prefill GFLOPS | FMA peak GFLOPS "
+             "| prefill / peak |",
+             "|" + "---|" * 20]
     for r in rows:
         f = lambda v, fmt="{:.2f}": "-" if v is None else fmt.format(v)
         lines.append("| " + " | ".join([
@@ -233,7 +278,8 @@ def main():
             f"{r['bw_lo'] / 1e9:.1f}-{r['bw_hi'] / 1e9:.1f}", f(r["roof"]), f(r["frac"], "{:.0%}"),
             f"{r['frac_lo']:.0%}-{r['frac_hi']:.0%}", f(r["lpp"]), f(r["ltg"]),
             f(r["lpp"] and r["pp"] / r["lpp"]), f(r["ltg"] and r["tg"] / r["ltg"]),
-            f(r["rss"] / 1e9), f((r["file"] + r["kv"]) / 1e9), f(r["rss"] / (r["file"] + r["kv"])), f(r["load"])]) + " |")
+            f(r["rss"] / 1e9), f((r["file"] + r["kv"]) / 1e9), f(r["rss"] / (r["file"] + r["kv"])), f(r["load"]),
+            f(r["gflops"] / 1e9, "{:.1f}"), f(r["peak"] / 1e9, "{:.1f}"), f(r["gflops"] / r["peak"], "{:.0%}")]) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
     with open(os.path.join(WORK, "results.md"), "w") as fh:

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Reference logits and hidden states from Hugging Face transformers.
+"""Reference logits, hidden states and module dumps from Hugging Face transformers.
 
-  reference.py HF_DIR (--ids "1 2 3" | --ids-file F | --text "...") -o PREFIX
-               [--generate N] [--loader auto|safetensors|builtin] [--threads T]
+  reference.py HF_DIR (--ids "1 2 3" | --ids-file F | --text "...") [-o PREFIX] [--npy]
+               [--dump DIR] [--dtype float32|float64] [--generate N]
+               [--loader auto|safetensors|builtin] [--threads T]
 
 Runs transformers' own MistralForCausalLM (or LlamaForCausalLM, per
 config.json), eager attention, float32 on the CPU, sliding window as in the
@@ -16,6 +17,28 @@ config, over the whole token sequence in one forward (batch 1, positions
   PREFIX.ids         the token ids, one line, space separated
   PREFIX.json        ids, shapes, versions, argmax per position, timings
 
+--npy (or -o PREFIX.npy) writes PREFIX.logits.npy and PREFIX.hidden.npy instead
+of the raw files: NumPy .npy, '<f4', C order, the shape in the header.
+
+--dump DIR writes one .npy per module output, named by its Hugging Face module
+path, from forward hooks on that same forward (notes/verification.md has the
+table): DIR/model.embed_tokens.npy, for every layer L model.layers.L.
+{input_layernorm, self_attn.q_proj, .k_proj, .v_proj, .q_rope, .k_rope,
+.attn_weights, .attn_output, .o_proj, post_attention_layernorm, mlp.gate_proj,
+.up_proj, .act_fn, .down_proj} and model.layers.L (the layer's output),
+model.norm, lm_head; [n_tokens, features] float32, attn_weights [n_heads, n, n].
+q_rope/k_rope are what transformers' own apply_rotary_pos_emb returns inside
+the attention (captured by wrapping that function of the loaded modeling
+module), attn_weights are output_attentions (eager softmax, 0 where masked),
+attn_output is o_proj's input (a forward pre-hook).  DIR/dump.json lists the
+names in forward order with the ids and versions.
+
+--dtype float64 runs the model in double (model.double()) and writes '<f8'
+.npy files (--npy implied): a measuring aid, not an exact float64 truth, since
+transformers itself keeps some steps in float32 (4.38: RMSNorm's variance and
+normalization, the eager softmax, the RoPE cos/sin tables): those steps carry
+float32 rounding (~6e-8 relative).
+
 With --generate N it first runs HF greedy generation
 (generate(do_sample=False, max_new_tokens=N)) from the given ids, records the
 generated ids, and then does the forward over prompt + generated tokens.  It
@@ -27,21 +50,32 @@ tied embeddings (no lm_head.weight) are tied with model.tie_weights().
 The `safetensors` package is used when importable (--loader auto), otherwise a
 small built-in reader.
 
-Getting transformers: any normal install works.  RAKTN_HF_PATH (a list of
-directories separated by os.pathsep) is put in front of sys.path first, e.g.
-RAKTN_HF_PATH=/tmp/hfref/transformers/src:/tmp/hfref/site (a source tree and
-its support packages).  When the `tokenizers` package is absent, the
-`sentencepiece` module is hidden from transformers while it imports (otherwise
-transformers 4.38 believes slow tokenizers work and its models package fails
-to import `tokenizers`); --text then falls back to sentencepiece on
-HF_DIR/tokenizer.model directly ([BOS] + encode(text), which is what
+Installing (Debian/Ubuntu; torch from the distribution, transformers pinned):
+  sudo apt-get install python3-torch python3-numpy python3-venv
+  python3 -m venv --system-site-packages ~/hfref && ~/hfref/bin/pip install "transformers==4.38.2"
+  ~/hfref/bin/python export/reference.py HF_DIR --ids "1 2 3" -o ref
+transformers 4.39, 4.40 and 4.41 are refused: their Mistral sliding window
+lets position p see W+1 keys (p-W..p) instead of W, so every position from W
+on is wrong.  4.38.2 made the committed fixtures; 4.44.2 was checked too.
+Without torch at all, use the committed fixtures (tests/fixtures/README.md):
+transformers' outputs for random-weight checkpoints that tests/make_checkpoint.py
+regenerates bit for bit with the standard library.
+
+RAKTN_HF_PATH (a list of directories separated by os.pathsep) is put in front
+of sys.path first, e.g. RAKTN_HF_PATH=/tmp/hfref/transformers/src:/tmp/hfref/site
+(a source tree and its support packages).  When the `tokenizers` package is
+absent, the `sentencepiece` module is hidden from transformers while it imports
+(otherwise transformers 4.38 believes slow tokenizers work and its models
+package fails to import `tokenizers`); --text then falls back to sentencepiece
+on HF_DIR/tokenizer.model directly ([BOS] + encode(text), which is what
 LlamaTokenizer does for the Mistral/RakutenAI family).
 
-Needs torch and numpy; tested with transformers 4.38.2 and torch 1.13.
+Needs torch and numpy; tested with transformers 4.38.2 and 4.44.2, torch 1.13.
 """
 import argparse
 import json
 import os
+import re
 import struct
 import sys
 import time
@@ -82,6 +116,27 @@ def import_stack():
     except Exception as e:  # ImportError, or a version check inside transformers
         die(f"cannot import transformers ({type(e).__name__}: {e}); install it or set RAKTN_HF_PATH")
     return torch, np, transformers, spm
+
+
+BROKEN_WINDOW = ((4, 39), (4, 41))  # W+1 keys in the Mistral sliding window
+
+
+def check_version(transformers, allow):
+    """Refuse transformers 4.39-4.41 (wrong sliding window) unless allow."""
+    v = transformers.__version__
+    m = re.match(r"(\d+)\.(\d+)", v)
+    if not m:
+        print(f"reference.py: warning: cannot parse transformers version {v!r}", file=sys.stderr)
+        return None
+    mm = (int(m.group(1)), int(m.group(2)))
+    if BROKEN_WINDOW[0] <= mm <= BROKEN_WINDOW[1]:
+        msg = (f"transformers {v} gets Mistral's sliding window wrong (W+1 keys: position p sees p-W..p), "
+               "so its output is wrong from position W on; use 4.38.2 (pinned) or 4.42+")
+        if not allow:
+            die(msg + " (--allow-broken-window to run it anyway)")
+        print(f"reference.py: warning: {msg}", file=sys.stderr)
+        return msg
+    return None
 
 
 def transformers_commit(transformers):
@@ -161,7 +216,7 @@ def load_state_dict(d, torch, loader):
     die(f"{d}: neither model.safetensors nor model.safetensors.index.json")
 
 
-def build_model(d, torch, transformers, loader):
+def build_model(d, torch, transformers, loader, dtype="float32"):
     with open(os.path.join(d, "config.json")) as f:
         cfg = json.load(f)
     cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
@@ -196,10 +251,128 @@ def build_model(d, torch, transformers, loader):
         model.tie_weights()
         if model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr():
             die("tie_weights() did not tie lm_head to embed_tokens")
-    model.float().eval()
+    del sd
+    model.to(torch.float64 if dtype == "float64" else torch.float32).eval()
     if getattr(model.config, "_attn_implementation", "eager") != "eager":
         die(f"attention implementation is {model.config._attn_implementation}, wanted eager")
     return model, dict(cfg, checkpoint_dtype=ckpt_dtype), used, files
+
+
+# ----------------------------------------------------------------- dumps
+# Inside a decoder layer, in forward order ("" is the layer's own output). Keep
+# identical to raktn's --dump and to LAYER_ORDER in export/compare.py.
+LAYER_DUMP = ["input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+              "self_attn.q_rope", "self_attn.k_rope", "self_attn.attn_weights",
+              "self_attn.attn_output", "self_attn.o_proj", "post_attention_layernorm",
+              "mlp.gate_proj", "mlp.up_proj", "mlp.act_fn", "mlp.down_proj", ""]
+
+
+def dump_names(n_layers):
+    names = ["model.embed_tokens"]
+    for layer in range(n_layers):
+        names += [f"model.layers.{layer}" + (f".{sub}" if sub else "") for sub in LAYER_DUMP]
+    return names + ["model.norm", "lm_head"]
+
+
+class Dumper:
+    """Forward hooks (and pre-hooks where the tensor is a module's input) that
+    keep every dumped tensor of one forward as [n_tokens, features]."""
+
+    def __init__(self, model, torch):
+        self.t = {}
+        self.handles = []
+        self.current = None  # the layer whose self_attn is running (for q_rope/k_rope)
+        inner = model.model
+        self.modeling = sys.modules[type(model).__module__]
+        self.n_layers = len(inner.layers)
+
+        def keep(name, x):
+            if name in self.t:
+                raise RuntimeError(f"{name} produced twice in one forward")
+            self.t[name] = x.detach()[0].clone()  # batch 1: drop the batch axis
+
+        def out_hook(name):
+            def h(mod, inp, out):
+                keep(name, out[0] if isinstance(out, tuple) else out)
+            return h
+
+        def in_hook(name):
+            def h(mod, inp):
+                keep(name, inp[0])
+            return h
+
+        def hook(mod, name, pre=False):
+            self.handles.append(mod.register_forward_pre_hook(in_hook(name)) if pre
+                                else mod.register_forward_hook(out_hook(name)))
+
+        hook(inner.embed_tokens, "model.embed_tokens")
+        acts = set()
+        for i, layer in enumerate(inner.layers):
+            pre = f"model.layers.{i}"
+            at, mlp = layer.self_attn, layer.mlp
+            hook(layer.input_layernorm, pre + ".input_layernorm")
+            for lin in ("q_proj", "k_proj", "v_proj", "o_proj"):
+                hook(getattr(at, lin), f"{pre}.self_attn.{lin}")
+            hook(at.o_proj, pre + ".self_attn.attn_output", pre=True)
+            hook(layer.post_attention_layernorm, pre + ".post_attention_layernorm")
+            for lin in ("gate_proj", "up_proj", "down_proj"):
+                hook(getattr(mlp, lin), f"{pre}.mlp.{lin}")
+            if id(mlp.act_fn) in acts:
+                raise RuntimeError("layers share one act_fn module: its hook cannot tell them apart")
+            acts.add(id(mlp.act_fn))
+            hook(mlp.act_fn, pre + ".mlp.act_fn")
+            hook(layer, pre)
+            self.handles.append(at.register_forward_pre_hook(self._enter(i)))
+        hook(inner.norm, "model.norm")
+        hook(model.lm_head, "lm_head")
+
+        # q/k after RoPE: wrap the modeling module's own apply_rotary_pos_emb,
+        # which the attention calls on the q_proj/k_proj outputs ([1, heads, n, head_dim]).
+        self.orig_rope = getattr(self.modeling, "apply_rotary_pos_emb", None)
+        if self.orig_rope is None:
+            raise RuntimeError(f"{self.modeling.__name__} has no apply_rotary_pos_emb")
+        orig = self.orig_rope
+
+        def rope(q, k, *args, **kwargs):
+            qe, ke = orig(q, k, *args, **kwargs)
+            if self.current is None:
+                raise RuntimeError("apply_rotary_pos_emb called outside a self_attn forward")
+            for nm, x in (("q_rope", qe), ("k_rope", ke)):
+                b, h, n, d = x.shape
+                keep(f"model.layers.{self.current}.self_attn.{nm}", x.transpose(1, 2).reshape(b, n, h * d))
+            self.current = None
+            return qe, ke
+        self.modeling.apply_rotary_pos_emb = rope
+
+    def _enter(self, i):
+        def h(mod, inp):
+            self.current = i
+        return h
+
+    def close(self):
+        for h in self.handles:
+            h.remove()
+        self.modeling.apply_rotary_pos_emb = self.orig_rope
+
+    def finish(self, attentions):
+        """Add output_attentions' [n_heads, n, n] per layer; check every name is there."""
+        if attentions is None or len(attentions) != self.n_layers:
+            raise RuntimeError("output_attentions gave no attention weights (eager attention needed)")
+        for i, w in enumerate(attentions):
+            self.t[f"model.layers.{i}.self_attn.attn_weights"] = w.detach()[0]
+        want = dump_names(self.n_layers)
+        missing = [n for n in want if n not in self.t]
+        extra = [n for n in self.t if n not in set(want)]
+        if missing or extra:
+            raise RuntimeError(f"dump incomplete: missing {missing[:4]} extra {extra[:4]}")
+        return want
+
+
+def write_npy(path, arr, np):
+    """NumPy .npy (format 1.0, little-endian, C order)."""
+    arr = np.ascontiguousarray(arr)
+    arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+    np.save(path, arr, allow_pickle=False)
 
 
 # ----------------------------------------------------------------- tokens
@@ -234,7 +407,14 @@ def main():
     g.add_argument("--ids", help='token ids, e.g. "1 2 3"')
     g.add_argument("--ids-file", help="file holding the token ids (whitespace/comma separated)")
     g.add_argument("--text", help="text to tokenize (AutoTokenizer, or sentencepiece fallback)")
-    ap.add_argument("-o", "--out", required=True, metavar="PREFIX", help="output prefix")
+    ap.add_argument("-o", "--out", metavar="PREFIX",
+                    help="output prefix (PREFIX.logits.f32 ...; PREFIX.npy means --npy)")
+    ap.add_argument("--npy", action="store_true", help="write PREFIX.logits.npy / PREFIX.hidden.npy")
+    ap.add_argument("--dump", metavar="DIR", help="write every module's output as DIR/<HF module path>.npy")
+    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                    help="compute dtype (float64: a measuring aid, see above; implies --npy)")
+    ap.add_argument("--allow-broken-window", action="store_true",
+                    help="run transformers 4.39-4.41 anyway (their sliding window is wrong)")
     ap.add_argument("--generate", type=int, default=0, metavar="N",
                     help="greedy-generate N new tokens with HF generate() first")
     ap.add_argument("--loader", choices=["auto", "safetensors", "builtin"], default="auto")
@@ -245,8 +425,15 @@ def main():
         die(f"{a.hf_dir}: no config.json")
     if a.generate < 0:
         die("--generate must be >= 0")
+    if not a.out and not a.dump:
+        die("give -o PREFIX and/or --dump DIR")
+    if a.out and a.out.endswith(".npy"):
+        a.out, a.npy = a.out[:-4], True
+    if a.dtype == "float64":
+        a.npy = True
 
     torch, np, transformers, spm = import_stack()
+    version_warning = check_version(transformers, a.allow_broken_window)
     torch.set_num_threads(max(1, a.threads))
 
     tok_note = None
@@ -264,7 +451,7 @@ def main():
         die("no token ids")
 
     t0 = time.time()
-    model, cfg, loader_used, files = build_model(a.hf_dir, torch, transformers, a.loader)
+    model, cfg, loader_used, files = build_model(a.hf_dir, torch, transformers, a.loader, a.dtype)
     t_load = time.time() - t0
     config = model.config
     V, H, L = config.vocab_size, config.hidden_size, config.num_hidden_layers
@@ -289,24 +476,61 @@ def main():
         gen = full[len(prompt):]
         ids = full
 
+    if a.dtype == "float64":
+        torch.set_default_dtype(torch.float64)  # the masks transformers builds in the forward
+    dumper = None
+    if a.dump:
+        try:
+            dumper = Dumper(model, torch)
+        except RuntimeError as e:
+            die(f"--dump: {e}")
+    # lm_head's own output: transformers casts the returned logits to float32
+    # (logits.float()), which would round a float64 run
+    head_out = []
+    h_head = model.lm_head.register_forward_hook(lambda mod, inp, o: head_out.append(o.detach()[0]))
     t2 = time.time()
-    with torch.no_grad():
-        out = model(input_ids=torch.tensor([ids], dtype=torch.long), use_cache=False,
-                    output_hidden_states=True, return_dict=True)
+    try:
+        with torch.no_grad():
+            out = model(input_ids=torch.tensor([ids], dtype=torch.long), use_cache=False,
+                        output_hidden_states=True, output_attentions=bool(a.dump), return_dict=True)
+        names = dumper.finish(out.attentions) if dumper else None
+    except RuntimeError as e:
+        die(f"--dump: {e}" if dumper else str(e))
+    finally:
+        h_head.remove()
+        if dumper:
+            dumper.close()
     t_fwd = time.time() - t2
 
-    logits = out.logits[0].float().contiguous().numpy().astype("<f4")
-    hidden = np.stack([h[0].float().numpy() for h in out.hidden_states]).astype("<f4")
+    odt = "<f8" if a.dtype == "float64" else "<f4"
+    if len(head_out) != 1 or not torch.equal(head_out[0].float(), out.logits[0].float()):
+        die("lm_head's output and the forward's logits differ")
+    logits = head_out[0].contiguous().numpy().astype(odt)
+    hidden = np.stack([h[0].numpy() for h in out.hidden_states]).astype(odt)
     if logits.shape != (len(ids), V) or hidden.shape != (L + 1, len(ids), H):
         die(f"unexpected output shapes {logits.shape} {hidden.shape}")
-    d = os.path.dirname(a.out)
-    if d:
-        os.makedirs(d, exist_ok=True)
-    logits.tofile(a.out + ".logits.f32")
-    hidden.tofile(a.out + ".hidden.f32")
-    with open(a.out + ".ids", "w") as f:
-        f.write(" ".join(str(t) for t in ids) + "\n")
     argmax = [int(t) for t in logits.argmax(-1)]
+    ext = ".npy" if a.npy else ".f32"
+    if a.out:
+        d = os.path.dirname(a.out)
+        if d:
+            os.makedirs(d, exist_ok=True)
+        if a.npy:
+            write_npy(a.out + ".logits.npy", logits, np)
+            write_npy(a.out + ".hidden.npy", hidden, np)
+        else:
+            logits.tofile(a.out + ".logits.f32")
+            hidden.tofile(a.out + ".hidden.f32")
+        with open(a.out + ".ids", "w") as f:
+            f.write(" ".join(str(t) for t in ids) + "\n")
+    if a.dump:
+        os.makedirs(a.dump, exist_ok=True)
+        for nm in names:
+            write_npy(os.path.join(a.dump, nm + ".npy"), dumper.t[nm].numpy().astype(odt), np)
+        # the dump's logits and final hidden state are the forward's own outputs
+        if not (np.array_equal(dumper.t["lm_head"].numpy().astype(odt), logits)
+                and np.array_equal(dumper.t["model.norm"].numpy().astype(odt), hidden[-1])):
+            die("--dump: hooked lm_head/model.norm differ from the forward's logits/hidden states")
 
     meta = {
         "generator": "export/reference.py",
@@ -320,22 +544,32 @@ def main():
         "transformers_commit": transformers_commit(transformers),
         "torch": torch.__version__,
         "attn_implementation": "eager",
-        "compute_dtype": "float32 (weights widened exactly to fp32), CPU",
+        "compute_dtype": ("float32 (weights widened exactly to fp32), CPU" if a.dtype == "float32" else
+                          "float64 (model.double(); transformers' own float32 steps stay float32), CPU"),
         "sliding_window": getattr(config, "sliding_window", None),
         "tie_word_embeddings": bool(getattr(config, "tie_word_embeddings", False)),
         "n_layers": L, "hidden": H, "vocab": V, "n_tokens": len(ids),
         "ids": ids,
-        "logits_file": os.path.basename(a.out) + ".logits.f32",
+        "logits_file": os.path.basename(a.out) + ".logits" + ext if a.out else None,
         "logits_shape": [len(ids), V],
-        "logits_format": "raw little-endian float32, row-major [n_tokens, vocab]",
-        "hidden_file": os.path.basename(a.out) + ".hidden.f32",
+        "logits_format": (f"NumPy .npy '{odt}' C order" if a.npy else "raw little-endian float32")
+                         + ", row-major [n_tokens, vocab]",
+        "hidden_file": os.path.basename(a.out) + ".hidden" + ext if a.out else None,
         "hidden_shape": [L + 1, len(ids), H],
-        "hidden_format": "raw little-endian float32 [n_layers+1, n_tokens, hidden]; [0]=embeddings, "
+        "hidden_format": (f"NumPy .npy '{odt}' C order" if a.npy else "raw little-endian float32")
+                         + " [n_layers+1, n_tokens, hidden]; [0]=embeddings, "
                          "[k]=output of layer k-1, last entry after the final RMSNorm (HF output_hidden_states)",
         "argmax": argmax,
         "logits_absmax": float(np.abs(logits).max()),
         "timing_s": {"load": round(t_load, 3), "forward": round(t_fwd, 3)},
     }
+    if version_warning:
+        meta["version_warning"] = version_warning
+    if a.dump:
+        meta["dump_dir"] = a.dump
+        meta["dump_names"] = names
+        meta["dump_format"] = (f"DIR/<name>.npy, '{odt}' C order, [n_tokens, features]; "
+                               "*.self_attn.attn_weights [n_heads, n_tokens, n_tokens]")
     if tok_note:
         meta["text"] = a.text
         meta["tokenizer"] = tok_note
@@ -353,12 +587,13 @@ def main():
             "first_mismatch_step": mism[0] if mism else None,
         }
         meta["timing_s"]["generate"] = round(t_gen, 3)
-    with open(a.out + ".json", "w") as f:
-        json.dump(meta, f, indent=1)
-        f.write("\n")
+    for path in ([a.out + ".json"] if a.out else []) + ([os.path.join(a.dump, "dump.json")] if a.dump else []):
+        with open(path, "w") as f:
+            json.dump(meta, f, indent=1)
+            f.write("\n")
 
     print(f"transformers {transformers.__version__} ({meta['transformers_commit'] or 'commit unknown'}), "
-          f"torch {torch.__version__}, {type(model).__name__}, eager fp32, "
+          f"torch {torch.__version__}, {type(model).__name__}, eager {a.dtype}, "
           f"sliding_window={meta['sliding_window']}, loader={loader_used}")
     print(f"n_tokens={len(ids)} vocab={V} layers={L} hidden={H} load={t_load:.2f}s forward={t_fwd:.3f}s"
           + (f" generate={t_gen:.2f}s" if t_gen is not None else ""))
@@ -366,7 +601,10 @@ def main():
         print("generated:", " ".join(map(str, gen)))
         print("greedy ids == argmax chain of the full forward:", meta["generate"]["equals_full_forward_argmax_chain"])
     print("argmax:", " ".join(map(str, argmax)))
-    print(f"wrote {a.out}.logits.f32 {a.out}.hidden.f32 {a.out}.ids {a.out}.json")
+    if a.out:
+        print(f"wrote {a.out}.logits{ext} {a.out}.hidden{ext} {a.out}.ids {a.out}.json")
+    if a.dump:
+        print(f"wrote {len(names)} modules to {a.dump}/ (and {a.dump}/dump.json)")
     return 0
 
 

@@ -158,6 +158,12 @@ def _from_tokenizer_json(path):
             types.append(BYTE)
         else:
             types.append(NORMAL)
+    # tokenizer.c fuses consecutive unknown characters into one <unk>; that can
+    # happen only when some byte piece is missing, and then HF must fuse too.
+    if types.count(BYTE) < 256 and unk_id >= 0 and model.get("fuse_unk") is not True:
+        raise ValueError("%s: unsupported model.fuse_unk %s without all 256 byte pieces "
+                         "(raktn fuses unknown characters into one <unk>)"
+                         % (path, json.dumps(model.get("fuse_unk"))))
 
     merges = []
     seen = {}

@@ -11,9 +11,9 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 W=tests/work
 STAMP=$W/.stamp
-inputs=$(cat tests/make_checkpoint.py tests/make_checkpoints.sh tests/fixtures/checkpoints.sha256 \
-         export/export.py export/tokenizer_export.py tests/prepare.sh tests/tokenizer/prepare.sh \
-         | cksum)
+inputs=$( (cat tests/make_checkpoint.py tests/make_checkpoints.sh tests/fixtures/checkpoints.sha256 \
+          export/export.py export/tokenizer_export.py tests/prepare.sh; \
+          find tests/tokenizer -type f | LC_ALL=C sort | xargs cat) | cksum)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$inputs" ]; then
   echo "prepare: tests/work is up to date"
   exit 0

@@ -2,12 +2,16 @@
 
 Run from the repository root:  python3 -m unittest tests/test_compare.py
 Standard library only; when numpy is importable both code paths are tested.
+The .npy files are written here by a small stdlib writer (write_npy), and
+tests/fixtures/dump-sw8 is a real module dump from transformers.
 """
 import contextlib
 import io
+import json
 import math
 import os
 import random
+import shutil
 import struct
 import sys
 import tempfile
@@ -28,6 +32,20 @@ def write_f32(path, values):
 
 def f32(x):
     return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def write_npy(path, shape, values, descr="<f4", version=1, fortran=False):
+    """NumPy .npy by hand: magic, version, header length, a dict literal padded to 64."""
+    shp = "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+    hdr = "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }" % (descr, fortran, shp)
+    pre = 10 if version == 1 else 12
+    hdr += " " * (-(pre + len(hdr) + 1) % 64) + "\n"
+    code = {"<f4": "<%df", "<f8": "<%dd"}.get(descr)
+    data = struct.pack(code % len(values), *values) if code else bytes(4 * len(values))
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY" + bytes([version, 0]))
+        f.write(struct.pack("<H" if version == 1 else "<I", len(hdr)))
+        f.write(hdr.encode("latin1") + data)
 
 
 class Base(unittest.TestCase):
@@ -127,7 +145,8 @@ class TestLogits(Base):
                 compare.np = mod
                 rc, out, _ = self.run_main(a, b, "--vocab", str(self.V), "--tol-max", "0.4")
                 self.assertEqual(rc, 1)
-                self.assertIn("FAIL: argmax agrees at 3/4 positions", out)
+                self.assertIn("FAIL: first position 2: argmax", out)
+                self.assertIn("argmax agrees at 3/4 positions", out)
                 self.assertIn("first mismatch at position 2", out)
                 ok, s = compare.compare_logits(compare.read_f32(a), compare.read_f32(b), self.V,
                                                0.4, None, 1.0, out=io.StringIO())
@@ -141,7 +160,7 @@ class TestLogits(Base):
                 # the default fp32 tolerance fails on max|d| as well
                 rc, out, _ = self.run_main(a, b, "--vocab", str(self.V))
                 self.assertEqual(rc, 1)
-                self.assertIn("max|d| 3.125e-01 > 0.0001 (position 2)", out)
+                self.assertIn("FAIL: first position 2: max|d| 3.125e-01 > 0.0001", out)
                 # a looser argmax requirement accepts 3/4
                 rc, out, _ = self.run_main(a, b, "--vocab", str(self.V), "--tol-max", "0.4", "--min-argmax", "0.75")
                 self.assertEqual(rc, 0, out)
@@ -210,50 +229,492 @@ class TestLogits(Base):
         self.assertIn("logits_shape", err)
 
 
+
+def gauss_rows(rows, width, seed, scale=1.0):
+    r = random.Random(seed)
+    return [f32(r.gauss(0, scale)) for _ in range(rows * width)]
+
+
+def rms(v):
+    return math.sqrt(math.fsum(x * x for x in v) / len(v))
+
+
 class TestHidden(Base):
-    L, T, H = 3, 5, 8  # 4 entries
+    L, T, H = 3, 5, 8  # 4 entries: embeddings, layer 0, layer 1, final norm
+
+    def idx(self, e, p, d):
+        return (e * self.T + p) * self.H + d
 
     def test_identical_and_diverging_layer(self):
-        r = random.Random(3)
-        n = (self.L + 1) * self.T * self.H
-        ref = [f32(r.gauss(0, 1)) for _ in range(n)]
+        ref = gauss_rows((self.L + 1) * self.T, self.H, 3)
         got = list(ref)
-        # entry 2 (= output of layer 1), position 3, dim 4 parts by 1e-3; later entries by more
-        idx = lambda e, p, d: (e * self.T + p) * self.H + d  # noqa: E731
-        got[idx(2, 3, 4)] = f32(got[idx(2, 3, 4)] + 1e-3)
-        got[idx(2, 4, 0)] = f32(got[idx(2, 4, 0)] + 5e-4)
+        # entry 2 (= output of layer 1), position 3: one element moved by 1e-3 x the row's RMS;
+        # entry 2 position 4 by 5e-4 x RMS; the final norm everywhere by 1e-2 x RMS
+        row = lambda e, p: ref[self.idx(e, p, 0):self.idx(e, p, self.H)]  # noqa: E731
+        got[self.idx(2, 3, 4)] = f32(got[self.idx(2, 3, 4)] + 1e-3 * rms(row(2, 3)))
+        got[self.idx(2, 4, 0)] = f32(got[self.idx(2, 4, 0)] + 5e-4 * rms(row(2, 4)))
         for p in range(self.T):
-            got[idx(3, p, 1)] = f32(got[idx(3, p, 1)] + 1e-2)
+            got[self.idx(3, p, 1)] = f32(got[self.idx(3, p, 1)] + 1e-2 * rms(row(3, p)))
         a, b, c = self.path("a.f32", ref), self.path("b.f32", ref), self.path("c.f32", got)
+        args = ("--hidden", "--layers", str(self.L), "--tokens", str(self.T))
         for name, mod in BACKENDS:
             with self.subTest(backend=name):
                 compare.np = mod
-                rc, out, err = self.run_main(a, b, "--hidden", "--layers", str(self.L), "--tokens", str(self.T))
+                rc, out, err = self.run_main(a, b, *args)
                 self.assertEqual(rc, 0, out + err)
                 self.assertIn("PASS", out)
-                rc, out, _ = self.run_main(a, c, "--hidden", "--layers", str(self.L), "--tokens", str(self.T))
+                rc, out, _ = self.run_main(a, c, *args)
                 self.assertEqual(rc, 1)
-                self.assertIn("first divergence at entry 2 (layer 1), position 3, dim 4", out)
-                ok, s = compare.compare_hidden(compare.read_f32(a), compare.read_f32(c), self.L + 1, self.T,
-                                               1e-4, out=io.StringIO())
+                self.assertIn("FAIL: first layer 1, position 3, dim 4: rel 1.000e-03 > 0.0002; "
+                              "worst final norm, position ", out)
+                self.assertIn(", dim 1: rel 1.000e-02 > 0.0002 (2/4 entries", out)
+                tol = compare.Tol(1e-4, None, 1.0, 2e-4)
+                ok, items = compare.compare_hidden(compare.read_f32(a), compare.read_f32(c), self.L + 1, self.T,
+                                                   tol, out=io.StringIO())
                 self.assertFalse(ok)
-                self.assertEqual((s["first_entry"], s["first_position"]), (2, 3))
-                t = s["table"]
-                self.assertEqual([row["max_abs"] == 0 for row in t], [True, True, False, False])
-                self.assertAlmostEqual(t[2]["max_abs"], 1e-3, delta=1e-6)
-                self.assertAlmostEqual(t[3]["max_abs"], 1e-2, delta=1e-5)
-                self.assertEqual(t[3]["what"], "final norm")
-                # a tolerance above the layer-1 error moves the first divergence to the last entry
-                rc, out, _ = self.run_main(a, c, "--hidden", "--layers", str(self.L), "--tokens", str(self.T),
-                                           "--tol-max", "2e-3")
+                self.assertEqual([it["what"] for it in items], ["embeddings", "layer 0", "layer 1", "final norm"])
+                self.assertEqual([it["layer"] for it in items], [None, 0, 1, None])
+                self.assertEqual([it["first"] is None for it in items], [True, True, False, False])
+                self.assertAlmostEqual(items[2]["value"], 1e-3, delta=1e-6)
+                self.assertEqual(items[2]["first"]["position"], 3)
+                self.assertAlmostEqual(items[3]["value"], 1e-2, delta=1e-5)
+                # a tolerance above the layer-1 error moves the first divergence to the final norm
+                rc, out, _ = self.run_main(a, c, *args, "--tol-rel", "2e-3")
                 self.assertEqual(rc, 1)
-                self.assertIn("entry 3 (final norm), position 0, dim 1", out)
+                self.assertIn("FAIL: first final norm, position 0, dim 1", out)
+                rc, out, _ = self.run_main(a, c, *args, "--tol-rel", "2e-2")
+                self.assertEqual(rc, 0, out)
+
+    def test_relative_not_absolute(self):
+        # a big residual stream (RMS 100) with 1e-5-relative noise passes although |d| ~ 1e-3;
+        # a small vector (RMS 0.01) with a 1e-3-relative fault fails although |d| ~ 1e-5
+        T, H = 4, 64
+        big = gauss_rows(T, H, 5, 100.0)
+        small = gauss_rows(T, H, 6, 0.01)
+        ref = big + small  # entries: embeddings = big, final norm = small
+        r = random.Random(7)
+        got = [f32(x * (1 + r.choice((-1, 1)) * 1e-5)) for x in big] + list(small)
+        j = 2 * H + 5  # position 2 of the small entry
+        got[len(big) + j] = f32(small[j] + 1e-3 * rms(small[2 * H:3 * H]))
+        a, b = self.path("a.f32", ref), self.path("b.f32", got)
+        for name, mod in BACKENDS:
+            with self.subTest(backend=name):
+                compare.np = mod
+                rc, out, _ = self.run_main(a, b, "--hidden", "--layers", "1", "--tokens", str(T), "--json")
+                self.assertEqual(rc, 1)
+                res = json.loads(out)
+                emb, fin = res["items"]
+                self.assertGreater(emb["max_abs"], 1e-4)   # an absolute 1e-4 would cry wolf here
+                self.assertTrue(emb["pass"])
+                self.assertLess(fin["max_abs"], 1e-4)      # ... and miss this
+                self.assertFalse(fin["pass"])
+                self.assertEqual((res["first"]["name"], res["first"]["position"], res["first"]["dim"]),
+                                 ("final norm", 2, 5))
+
+    def test_tol_max_is_for_logits(self):
+        a = self.path("a.f32", [1.0] * 16)
+        rc, _, err = self.run_main(a, a, "--hidden", "--layers", "1", "--tokens", "2", "--tol-max", "1")
+        self.assertEqual(rc, 2)
+        self.assertIn("--tol-rel", err)
+
+    def test_unmeasured_preset_needs_tol_rel(self):
+        a = self.path("a.f32", [1.0] * 16)
+        rc, _, err = self.run_main(a, a, "--hidden", "--layers", "1", "--tokens", "2", "--preset", "q8")
+        self.assertEqual(rc, 2)
+        self.assertIn("--tol-rel", err)
+        rc, out, _ = self.run_main(a, a, "--hidden", "--layers", "1", "--tokens", "2", "--preset", "q8",
+                                   "--tol-rel", "0.1")
+        self.assertEqual(rc, 0, out)
 
     def test_hidden_shape_mismatch(self):
         a = self.path("a.f32", [0.0] * 30)
         rc, _, err = self.run_main(a, a, "--hidden", "--layers", "3", "--tokens", "4")
         self.assertEqual(rc, 2)
         self.assertIn("not a multiple", err)
+
+
+class TestNpy(Base):
+    def test_read_versions_and_dtypes(self):
+        vals = [0.5, -1.25, 3.0, 1e-3, 7.0, -2.0]
+        for version in (1, 2):
+            for descr in ("<f4", "<f8"):
+                p = self.path(f"x{version}{descr[1:]}.npy")
+                write_npy(p, (2, 3), vals, descr=descr, version=version)
+                for name, mod in BACKENDS:
+                    with self.subTest(version=version, descr=descr, backend=name):
+                        compare.np = mod
+                        data, shape = compare.read_npy(p)
+                        self.assertEqual(shape, (2, 3))
+                        self.assertEqual([float(x) for x in data], [f32(v) if descr == "<f4" else v for v in vals])
+
+    def test_f8_precision_kept(self):
+        p = self.path("x.npy")
+        write_npy(p, (1, 2), [1.0 + 2 ** -40, 1.0], descr="<f8")
+        for name, mod in BACKENDS:
+            with self.subTest(backend=name):
+                compare.np = mod
+                data, _ = compare.read_npy(p)
+                self.assertEqual(float(data[0]) - float(data[1]), 2 ** -40)
+
+    def test_bad_files_exit_2(self):
+        good = self.path("good.npy")
+        write_npy(good, (2, 2), [1.0, 2.0, 3.0, 4.0])
+        cases = {
+            "be.npy": (dict(descr=">f4"), "not supported"),
+            "int.npy": (dict(descr="<i4"), "not supported"),
+            "fortran.npy": (dict(fortran=True), "Fortran"),
+        }
+        for fn, (kw, msg) in cases.items():
+            p = self.path(fn)
+            write_npy(p, (2, 2), [1.0, 2.0, 3.0, 4.0], **kw)
+            with self.subTest(fn=fn):
+                rc, _, err = self.run_main(good, p)
+                self.assertEqual(rc, 2)
+                self.assertIn(msg, err)
+                self.assertEqual(len(err.strip().splitlines()), 1, err)
+        trunc = self.path("trunc.npy")
+        with open(good, "rb") as f:
+            raw = f.read()
+        with open(trunc, "wb") as f:
+            f.write(raw[:-4])
+        nomagic = self.path("nomagic.npy")
+        with open(nomagic, "wb") as f:
+            f.write(b"\0" * 64)
+        for p, msg in ((trunc, "data bytes"), (nomagic, "not a .npy")):
+            rc, _, err = self.run_main(good, p)
+            self.assertEqual(rc, 2)
+            self.assertIn(msg, err)
+
+    def test_logits_npy_shape_from_file(self):
+        rows, _ = logits_rows(3, 50, 11)
+        flat = [x for r in rows for x in r]
+        a, b = self.path("ref.logits.npy"), self.path("out.logits.npy")
+        write_npy(a, (3, 50), flat)
+        write_npy(b, (3, 50), flat)
+        rc, out, err = self.run_main(a, b)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("positions 3, vocab 50", out)
+        # the same numbers read as [5, 30]: a shape mismatch, exit 2, one line
+        c = self.path("c.npy")
+        write_npy(c, (5, 30), flat)
+        rc, _, err = self.run_main(a, c)
+        self.assertEqual(rc, 2)
+        self.assertIn("shapes differ", err)
+        self.assertIn("[3, 50]", err)
+        self.assertEqual(len(err.strip().splitlines()), 1)
+        # a wrong --vocab against a file that knows its shape
+        rc, _, err = self.run_main(a, b, "--vocab", "25")
+        self.assertEqual(rc, 2)
+        self.assertIn("--vocab 25", err)
+        # .npy reference, raw output: the raw side must have the same size
+        raw = self.path("out.f32", flat)
+        rc, out, _ = self.run_main(a, raw)
+        self.assertEqual(rc, 0, out)
+        short = self.path("short.f32", flat[:-50])
+        rc, _, err = self.run_main(a, short)
+        self.assertEqual(rc, 2)
+        self.assertIn("sizes differ", err)
+
+    def test_hidden_npy(self):
+        E, T, H = 3, 4, 16
+        ref = gauss_rows(E * T, H, 12)
+        got = list(ref)
+        got[(1 * T + 2) * H + 7] = f32(ref[(1 * T + 2) * H + 7] + 1e-3 * rms(ref[(T + 2) * H:(T + 3) * H]))
+        a, b = self.path("ref.hidden.npy"), self.path("out.hidden.npy")
+        write_npy(a, (E, T, H), ref)
+        write_npy(b, (E, T, H), got)
+        rc, out, _ = self.run_main(a, b)
+        self.assertEqual(rc, 1)
+        self.assertIn("FAIL: first layer 0, position 2, dim 7", out)
+        rc, _, err = self.run_main(a, b, "--layers", "3")
+        self.assertEqual(rc, 2)
+        self.assertIn("--layers 3", err)
+
+
+# ------------------------------------------------------------- dump folders
+NAMES_IN_LAYER = compare.LAYER_ORDER
+
+
+def dump_names(layers):
+    names = ["model.embed_tokens"]
+    for layer in range(layers):
+        names += [f"model.layers.{layer}" + (f".{s}" if s else "") for s in NAMES_IN_LAYER]
+    return names + ["model.norm", "lm_head"]
+
+
+class TestDump(Base):
+    """Synthetic dumps with every name of the spec (2 layers, 6 positions)."""
+    L, N, HID, HEADS, KV, HD, INTER, V = 2, 6, 16, 2, 1, 8, 24, 40
+
+    def shape(self, name):
+        n, sub = self.N, name.split(".", 3)[-1] if name.startswith("model.layers.") else name
+        width = {"self_attn.q_proj": self.HEADS * self.HD, "self_attn.q_rope": self.HEADS * self.HD,
+                 "self_attn.attn_output": self.HEADS * self.HD,
+                 "self_attn.k_proj": self.KV * self.HD, "self_attn.v_proj": self.KV * self.HD,
+                 "self_attn.k_rope": self.KV * self.HD,
+                 "mlp.gate_proj": self.INTER, "mlp.up_proj": self.INTER, "mlp.act_fn": self.INTER,
+                 "lm_head": self.V}.get(sub, self.HID)
+        if sub == "self_attn.attn_weights":
+            return (self.HEADS, n, n)
+        return (n, width)
+
+    def values(self, name, seed):
+        shp = self.shape(name)
+        if len(shp) == 3:  # causal softmax rows
+            r = random.Random(seed)
+            out = []
+            for _ in range(shp[0]):
+                for q in range(shp[1]):
+                    w = [math.exp(r.gauss(0, 2)) if k <= q else 0.0 for k in range(shp[2])]
+                    s = sum(w)
+                    out += [f32(x / s) for x in w]
+            return out
+        return gauss_rows(shp[0], shp[1], seed, 3.0 if name == "lm_head" else 1.0)
+
+    def make(self, folder, fault=None, names=None):
+        """fault: (name, position, head or None, how) applied to that module, and
+        (1e-2 x RMS) to every later module at that position and after, like a real fault."""
+        os.makedirs(folder, exist_ok=True)
+        order = names or dump_names(self.L)
+        hit = False
+        for i, name in enumerate(order):
+            shp = self.shape(name)
+            vals = self.values(name, f"{name}")
+            if fault and name == fault[0]:
+                hit = True
+                _, pos, head, how = fault
+                w = shp[-1]
+                base = ((head or 0) * shp[-2] + pos) * w if len(shp) == 3 else pos * w
+                row = vals[base:base + w]
+                if how == "row":
+                    vals[base:base + w] = [f32(x * (1 + 1e-3)) for x in row]
+                else:
+                    j = max(range(w), key=lambda k: abs(row[k]))
+                    vals[base + j] = f32(row[j] * (1 + 1e-3))
+            elif hit and len(shp) == 2 and name != "lm_head":
+                w = shp[-1]
+                for p in range(fault[1], shp[0]):
+                    vals[p * w] = f32(vals[p * w] + 1e-2 * rms(vals[p * w:(p + 1) * w]))
+            write_npy(os.path.join(folder, name + ".npy"), shp, vals)
+        return folder
+
+    def test_names_sort_in_forward_order(self):
+        names = dump_names(12)
+        shuffled = list(names)
+        random.Random(1).shuffle(shuffled)
+        self.assertEqual(sorted(shuffled, key=lambda n: compare.module_info(n)[3]), names)
+        self.assertEqual(compare.module_info("model.layers.11.mlp.up_proj")[:3], ("layer 11", 11, "rel"))
+        self.assertEqual(compare.module_info("model.layers.0.self_attn.attn_weights")[2], "prob")
+        self.assertEqual(compare.module_info("lm_head")[:3], ("logits", None, "logits"))
+        self.assertEqual(compare.module_info("model.norm")[0], "final norm")
+        self.assertEqual(compare.module_info("model.embed_tokens")[0], "embeddings")
+
+    def test_identical_pass_and_fault_named(self):
+        ref = self.make(self.path("ref"))
+        same = self.make(self.path("same"))
+        for fault, want in [
+            (("model.layers.1.mlp.up_proj", 3, None, "row"),
+             "FAIL: first model.layers.1.mlp.up_proj (layer 1), position 3, dim "),
+            (("model.layers.0.self_attn.k_rope", 4, None, "max"),
+             "FAIL: first model.layers.0.self_attn.k_rope (layer 0), position 4, dim "),
+            (("model.layers.1.self_attn.attn_weights", 5, 1, "row"),
+             "FAIL: first model.layers.1.self_attn.attn_weights (layer 1), position 5, head 1, key "),
+            (("model.embed_tokens", 0, None, "max"), "FAIL: first model.embed_tokens (embeddings), position 0"),
+            (("model.norm", 2, None, "max"), "FAIL: first model.norm (final norm), position 2"),
+        ]:
+            bad = self.make(self.path("bad-" + fault[0] + str(fault[1])), fault)
+            for name, mod in BACKENDS:
+                with self.subTest(fault=fault[0], backend=name):
+                    compare.np = mod
+                    rc, out, err = self.run_main(ref, same)
+                    self.assertEqual(rc, 0, out + err)
+                    self.assertIn(f"PASS: {len(dump_names(self.L))} modules within tolerance", out)
+                    rc, out, err = self.run_main(ref, bad)
+                    self.assertEqual(rc, 1, out + err)
+                    self.assertIn(want, out)
+                    rc, out, _ = self.run_main(ref, bad, "--json")
+                    self.assertEqual(rc, 1)
+                    res = json.loads(out)
+                    self.assertFalse(res["pass"])
+                    self.assertEqual(res["mode"], "dump")
+                    self.assertEqual((res["first"]["name"], res["first"]["position"]), (fault[0], fault[1]))
+                    self.assertEqual(res["first"]["head"], fault[2])
+                    if fault[2] is not None:  # a probability row x (1 + 1e-3): 1e-3 of its largest
+                        self.assertAlmostEqual(res["first"]["value"], 1e-3, delta=2e-5)
+                    else:  # the largest element moves by 1e-3 x max|x| >= 1e-3 x rms
+                        self.assertGreater(res["first"]["value"], 0.999e-3)
+                        self.assertLess(res["first"]["value"], 5e-3)
+                    self.assertEqual(len(res["items"]), len(dump_names(self.L)))
+
+    def test_later_modules_worse_first_still_named(self):
+        ref = self.make(self.path("ref"))
+        bad = self.make(self.path("bad"), ("model.layers.0.self_attn.v_proj", 2, None, "row"))
+        rc, out, _ = self.run_main(ref, bad)
+        self.assertEqual(rc, 1)
+        last = out.strip().splitlines()[-1]
+        self.assertTrue(last.startswith("FAIL: first model.layers.0.self_attn.v_proj (layer 0), position 2"), last)
+        self.assertRegex(last, r"; worst \S+ \([a-z0-9 ]+\), position 2, dim \d+: rel 1\.0\d\de-02 > 0\.0002")
+
+    def test_tol_rel_flag(self):
+        ref = self.make(self.path("ref"))
+        bad = self.make(self.path("bad"), ("model.layers.1.mlp.act_fn", 1, None, "row"))
+        rc, out, _ = self.run_main(ref, bad, "--tol-rel", "0.5")
+        self.assertEqual(rc, 0, out)
+
+    def test_logits_in_dump_judged_absolutely(self):
+        ref = self.make(self.path("ref"))
+        bad = self.make(self.path("bad"))
+        shp = self.shape("lm_head")
+        vals = self.values("lm_head", "lm_head")
+        vals[3 * shp[1] + 1] = f32(vals[3 * shp[1] + 1] + 2e-4)
+        write_npy(os.path.join(bad, "lm_head.npy"), shp, vals)
+        rc, out, _ = self.run_main(ref, bad)
+        self.assertEqual(rc, 1)
+        self.assertIn("FAIL: first lm_head (logits), position 3: max|d| 2.", out)
+        rc, out, _ = self.run_main(ref, bad, "--tol-max", "1e-3")
+        self.assertEqual(rc, 0, out)
+
+    def test_missing_files_listed_not_failed(self):
+        names = dump_names(self.L)
+        ref = self.make(self.path("ref"))
+        part = self.make(self.path("part"), names=[n for n in names if "q_rope" not in n and "k_rope" not in n])
+        rc, out, _ = self.run_main(ref, part)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("only in REF (not compared): 4: model.layers.0.self_attn.q_rope", out)
+        rc, out, _ = self.run_main(ref, part, "--json")
+        self.assertEqual(len(json.loads(out)["only_in_ref"]), 4)
+
+    def test_dump_errors_exit_2(self):
+        ref = self.make(self.path("ref"))
+        bad = self.make(self.path("bad"))
+        write_npy(os.path.join(bad, "model.layers.1.mlp.up_proj.npy"), (self.N, self.INTER + 1),
+                  [0.0] * (self.N * (self.INTER + 1)))
+        rc, _, err = self.run_main(ref, bad)
+        self.assertEqual(rc, 2)
+        self.assertIn("model.layers.1.mlp.up_proj: shapes differ", err)
+        self.assertEqual(len(err.strip().splitlines()), 1)
+        f = self.path("one.f32", [0.0] * 4)
+        rc, _, err = self.run_main(ref, f)
+        self.assertEqual(rc, 2)
+        self.assertIn("is a folder", err)
+        empty = self.path("empty")
+        os.makedirs(empty)
+        rc, _, err = self.run_main(empty, ref)
+        self.assertEqual(rc, 2)
+        self.assertIn("no .npy", err)
+
+    def test_single_module_file(self):
+        ref = self.make(self.path("ref"))
+        bad = self.make(self.path("bad"), ("model.layers.1.mlp.down_proj", 4, None, "max"))
+        name = "model.layers.1.mlp.down_proj.npy"
+        rc, out, _ = self.run_main(os.path.join(ref, name), os.path.join(bad, name))
+        self.assertEqual(rc, 1)
+        self.assertIn("FAIL: first model.layers.1.mlp.down_proj (layer 1), position 4", out)
+        name = "model.layers.0.self_attn.attn_weights.npy"
+        rc, out, _ = self.run_main(os.path.join(ref, name), os.path.join(bad, name))
+        self.assertEqual(rc, 0, out)
+
+
+FIXTURE_DUMP = os.path.join(ROOT, "tests", "fixtures", "dump-sw8")
+
+
+@unittest.skipUnless(os.path.isdir(FIXTURE_DUMP), "tests/fixtures/dump-sw8 missing")
+class TestFixtureDump(Base):
+    """The committed transformers dump (sw8, 20 positions, window 8)."""
+
+    def test_names_and_shapes_follow_the_spec(self):
+        with open(os.path.join(FIXTURE_DUMP, "dump.json")) as f:
+            meta = json.load(f)
+        names = dump_names(meta["n_layers"])
+        self.assertEqual(meta["dump_names"], names)
+        self.assertEqual(sorted(f[:-4] for f in os.listdir(FIXTURE_DUMP) if f.endswith(".npy")), sorted(names))
+        n = meta["n_tokens"]
+        for name in names:
+            _, shape = compare.read_npy(os.path.join(FIXTURE_DUMP, name + ".npy"))
+            if name.endswith("attn_weights"):
+                self.assertEqual(shape, (4, n, n), name)
+            else:
+                self.assertEqual(shape[0], n, name)
+        # window 8: query 12 gives keys 0..4 probability exactly 0, keys 5..12 more than 0
+        w, shape = compare.read_npy(os.path.join(FIXTURE_DUMP, "model.layers.0.self_attn.attn_weights.npy"))
+        row = [float(x) for x in w[12 * n:13 * n]]
+        self.assertEqual(row[:5], [0.0] * 5)
+        self.assertTrue(all(x > 0 for x in row[5:13]))
+        self.assertEqual(row[13:], [0.0] * (n - 13))
+
+    def test_planted_fault_in_real_dump(self):
+        out = self.path("out")
+        shutil.copytree(FIXTURE_DUMP, out)
+        name = "model.layers.2.self_attn.q_rope"
+        data, shape = compare.read_npy(os.path.join(out, name + ".npy"))
+        vals = [float(x) for x in data]
+        w = shape[1]
+        row = vals[9 * w:10 * w]
+        j = max(range(w), key=lambda k: abs(row[k]))
+        vals[9 * w + j] = row[j] * (1 + 1e-3)
+        write_npy(os.path.join(out, name + ".npy"), shape, vals)
+        rc, txt, err = self.run_main(FIXTURE_DUMP, out)
+        self.assertEqual(rc, 1, txt + err)
+        self.assertIn(f"FAIL: first {name} (layer 2), position 9, dim {j}: rel ", txt)
+        rc, txt, _ = self.run_main(FIXTURE_DUMP, FIXTURE_DUMP)
+        self.assertEqual(rc, 0, txt)
+
+
+    def test_raktn_dump_matches_transformers(self):
+        """./raktn --dump of the same checkpoint and ids against the committed
+        transformers dump: every module within 1e-4 (absolute, in every
+        element) and compare.py's verdict PASS. Needs tests/prepare.sh's sw8."""
+        model = os.path.join(ROOT, "tests", "work", "models", "sw8", "model.bin")
+        with open(os.path.join(FIXTURE_DUMP, "dump.json")) as f:
+            meta = json.load(f)
+        out = self.path("raktn-dump")
+        import subprocess
+        p = subprocess.run([os.path.join(ROOT, "raktn"), model, "-m", "logits", "--ids",
+                            " ".join(map(str, meta["ids"])), "--dump", out], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        names = dump_names(meta["n_layers"])
+        self.assertEqual(sorted(f[:-4] for f in os.listdir(out)), sorted(names))
+        for name in names:
+            ref, rshape = compare.read_npy(os.path.join(FIXTURE_DUMP, name + ".npy"))
+            got, gshape = compare.read_npy(os.path.join(out, name + ".npy"))
+            self.assertEqual(rshape, gshape, name)
+            worst = max(abs(float(a) - float(b)) for a, b in zip(ref, got))
+            self.assertLessEqual(worst, 1e-4, name)
+        rc, txt, err = self.run_main(FIXTURE_DUMP, out)
+        self.assertEqual(rc, 0, txt + err)
+        self.assertIn("PASS: 48 modules within tolerance", txt)
+
+
+class TestReferenceSide(unittest.TestCase):
+    """export/reference.py's torch-free parts: the dump names and the version check."""
+
+    @classmethod
+    def setUpClass(cls):
+        import reference  # noqa: E402  (imports torch only when run)
+        cls.ref = reference
+
+    def test_same_names_as_compare(self):
+        self.assertEqual(self.ref.LAYER_DUMP, compare.LAYER_ORDER)
+        self.assertEqual(self.ref.dump_names(3), dump_names(3))
+        self.assertEqual(len(self.ref.dump_names(32)), 1 + 32 * 15 + 2)
+
+    def test_version_check(self):
+        class T:
+            pass
+        for v, refused in (("4.38.2", False), ("4.39.0", True), ("4.40.2", True), ("4.41.2", True),
+                           ("4.41.0.dev0", True), ("4.42.0", False), ("4.44.2", False), ("5.0.0", False)):
+            T.__version__ = v
+            with self.subTest(version=v):
+                err = io.StringIO()
+                with contextlib.redirect_stderr(err):
+                    if refused:
+                        with self.assertRaises(SystemExit) as cm:
+                            self.ref.check_version(T, False)
+                        self.assertEqual(cm.exception.code, 2)
+                        self.assertIn("W+1 keys", err.getvalue())
+                        self.assertIsNotNone(self.ref.check_version(T, True))  # --allow-broken-window
+                    else:
+                        self.assertIsNone(self.ref.check_version(T, False))
 
 
 class TestUsage(Base):
@@ -271,6 +732,7 @@ class TestUsage(Base):
             ([good, good], "--vocab"),
             ([good, good, "--vocab", "x"], "invalid int"),
             ([good, good, "--vocab", "4", "--min-argmax", "2"], "--min-argmax"),
+            ([good, good, "--vocab", "4", "--tol-rel", "-1"], "tolerances"),
             ([good], "required"),
         ]
         for args, msg in cases:
@@ -280,6 +742,32 @@ class TestUsage(Base):
                 self.assertIn(msg, err)
                 self.assertEqual(len(err.strip().splitlines()), 1, err)
                 self.assertTrue(err.startswith("compare.py: error:"), err)
+
+    def test_executable_and_usage_says_ref_first(self):
+        path = os.path.join(ROOT, "export", "compare.py")
+        self.assertTrue(os.access(path, os.X_OK), "export/compare.py is not executable")
+        self.assertIn("compare.py REF OUT", compare.__doc__)
+
+    def test_json_logits(self):
+        rows, _ = logits_rows(3, 20, 4)
+        flat = [x for r in rows for x in r]
+        a = self.path("a.f32", flat)
+        bad = list(flat)
+        bad[25] = f32(bad[25] + 1e-3)
+        b = self.path("b.f32", bad)
+        rc, out, _ = self.run_main(a, b, "--vocab", "20", "--json")
+        self.assertEqual(rc, 1)
+        res = json.loads(out)
+        self.assertEqual(res["mode"], "logits")
+        self.assertFalse(res["pass"])
+        self.assertEqual(res["first"]["position"], 1)
+        item = res["items"][0]
+        self.assertEqual(item["positions"], 3)
+        self.assertEqual(item["argmax_agree"], 3)
+        self.assertEqual(len(item["per_position"]), 3)
+        rc, out, _ = self.run_main(a, a, "--vocab", "20", "--json")
+        self.assertEqual(rc, 0)
+        self.assertTrue(json.loads(out)["pass"])
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@
 #include <check.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -294,6 +295,273 @@ START_TEST(test_nan_weights) {
 }
 END_TEST
 
+/* ------------------------------------------------- nothing lost (#16) */
+
+typedef enum { OUT_FULL, OUT_CLOSED } OutMode;
+
+/* Run argv with stdout on /dev/full or closed, stdin from `stdin_text`;
+ * returns the exit status (-signal) and stderr in *err. */
+static int run_stdout(OutMode mode, const char *stdin_text, const char *const argv[], char **err) {
+    char err_path[] = TMP "/errXXXXXX", in_path[] = TMP "/inXXXXXX";
+    int fe = mkstemp(err_path), fi = mkstemp(in_path);
+    ck_assert(fe >= 0 && fi >= 0);
+    if (stdin_text) ck_assert(write(fi, stdin_text, strlen(stdin_text)) == (ssize_t)strlen(stdin_text));
+    lseek(fi, 0, SEEK_SET);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(fi, 0);
+        dup2(fe, 2);
+        if (mode == OUT_FULL) {
+            int f = open("/dev/full", O_WRONLY);
+            dup2(f, 1);
+            close(f);
+        } else {
+            close(1);
+        }
+        alarm(60);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    close(fe);
+    close(fi);
+    *err = tu_read_file(err_path, NULL);
+    unlink(err_path);
+    unlink(in_path);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+}
+
+/* Output that cannot be written (a full disk: /dev/full; a closed stdout)
+ * is exit 1 and one line naming standard output, in every mode. */
+START_TEST(test_stdout_lost) {
+    static const char *const cases[][12] = {
+        {"./raktn", SW8, "--ids", "1 5 9", "-n", "3", "-t", "0", NULL},
+        {"./raktn", "-m", "tokenize", "-z", TOK, "-i", "hello", NULL},
+        {"./raktn", "-m", "detokenize", "-z", TOK, "--ids", "1 22 333", NULL},
+        {"./raktn", SW8, "-m", "ppl", "--ids", "1 5 9", NULL},
+        {"./raktn", SW8, "-m", "logits", "--ids", "1 5 9", "--top", "2", NULL},
+        {"./raktn", T48K, "-m", "chat", "-n", "3", "-t", "0", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int mode = 0; mode < 2; mode++) {
+            char *err;
+            int status = run_stdout((OutMode)mode, "hello\n", cases[i], &err);
+            ck_assert_msg(status == 1 && strstr(err, "raktn: error: standard output: write failed"),
+                          "case %zu (%s, stdout %s): exit %d, stderr: %s", i, cases[i][2],
+                          mode == OUT_FULL ? "/dev/full" : "closed", status, err);
+            free(err);
+        }
+}
+END_TEST
+
+/* Temporaries raktn left in TMP (PATH.raktn-XXXXXX) */
+static int count_temporaries(void) {
+    int n = 0;
+    FILE *p = popen("ls " TMP " | grep -c 'raktn-'", "r");
+    ck_assert(p && fscanf(p, "%d", &n) == 1);
+    pclose(p);
+    return n;
+}
+
+/* -o and --hidden never replace a file the run reads (the model, the
+ * tokenizer) nor name one file twice; a --hidden that fails leaves the -o
+ * file the user had as it was and no temporaries; a device is written in
+ * place, not replaced. */
+START_TEST(test_outputs_all_or_nothing) {
+    size_t before_len, after_len;
+    char *before = tu_read_file(SW8, &before_len);
+    ck_assert(before);
+    FailCase cases[] = {
+        {{"./raktn", SW8, "-m", "logits", "--ids", "1 2", "-o", SW8}, 2, "a file this run reads"},
+        {{"./raktn", SW8, "-m", "logits", "--ids", "1 2", "--hidden", SW8}, 2, "a file this run reads"},
+        {{"./raktn", T48K, "-m", "logits", "-i", "a", "-o", TOK}, 2, "a file this run reads"},
+        {{"./raktn", SW8, "-m", "logits", "--ids", "1 2", "-o", TMP "/x", "--hidden", TMP "/x"}, 2, "named twice"},
+        {{"./raktn", SW8, "-m", "logits", "--ids", "0x10", "-o", TMP "/x"}, 2, "'0x10' is not a token id"},
+    };
+    assert_all_fail(cases, sizeof cases / sizeof cases[0]);
+    char *after = tu_read_file(SW8, &after_len);
+    ck_assert(after && after_len == before_len && memcmp(before, after, before_len) == 0);
+    free(before), free(after);
+
+    write_bytes(TMP "/keep.f32", "keep", 4);
+    const char *a1[] = {"./raktn", SW8, "-m", "logits", "--ids", "1 2", "-o", TMP "/keep.f32", "--hidden",
+                        TMP "/no-dir/h.f32", NULL};
+    Result r = run(a1);
+    assert_failure(&r, 1, "no-dir/h.f32");
+    result_free(&r);
+    size_t len;
+    char *kept = tu_read_file(TMP "/keep.f32", &len);
+    ck_assert_msg(kept && len == 4 && memcmp(kept, "keep", 4) == 0, "the -o file the user had was changed");
+    free(kept);
+    ck_assert_int_eq(count_temporaries(), 0);
+
+    const char *a2[] = {"./raktn", SW8, "-m", "logits", "--ids", "1 2", "-o", "/dev/null", NULL};
+    r = run(a2);
+    assert_success(&r);
+    result_free(&r);
+    struct stat st;
+    ck_assert(stat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode));
+}
+END_TEST
+
+/* SIGINT, SIGTERM or SIGHUP while the outputs are being written: the -o
+ * temporary (complete, not yet renamed) is removed and the file the user
+ * had stays. The run is held at a FIFO named by --hidden (written in place:
+ * it blocks until a reader comes) after -o is written to its temporary. */
+START_TEST(test_signal_removes_temporaries) {
+    int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (int k = 0; k < 3; k++) {
+        write_bytes(TMP "/keep.f32", "keep", 4);
+        unlink(TMP "/hold");
+        ck_assert(mkfifo(TMP "/hold", 0600) == 0);
+        pid_t pid = fork();
+        ck_assert(pid >= 0);
+        if (pid == 0) {
+            int null = open("/dev/null", O_RDWR);
+            dup2(null, 1), dup2(null, 2);
+            execl("./raktn", "./raktn", SW8, "-m", "logits", "--ids", "1 2 3", "-o", TMP "/keep.f32", "--hidden",
+                  TMP "/hold", (char *)NULL);
+            _exit(127);
+        }
+        int waited = 0;
+        while (count_temporaries() == 0 && waited++ < 500) usleep(10000);
+        ck_assert_msg(count_temporaries() == 1, "no temporary of -o appeared");
+        usleep(50000);
+        kill(pid, sigs[k]);
+        int st;
+        waitpid(pid, &st, 0);
+        ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == sigs[k], "signal %d: status %d", sigs[k], st);
+        ck_assert_int_eq(count_temporaries(), 0);
+        size_t len;
+        char *kept = tu_read_file(TMP "/keep.f32", &len);
+        ck_assert(kept && len == 4 && memcmp(kept, "keep", 4) == 0);
+        free(kept);
+        unlink(TMP "/hold");
+    }
+}
+END_TEST
+
+/* The model file truncated under a running raktn (chat, waiting for its
+ * second line): one line naming the file and exit 1, not a bare SIGBUS.
+ * A read error on standard input (a folder) is an error, not the end. */
+START_TEST(test_model_changes_under_raktn) {
+    size_t len;
+    char *buf = tu_read_file(T48K, &len);
+    ck_assert(buf);
+    mkdir(TMP "/trunc", 0755); /* its own folder: the tokenizer beside it is found by the model's path */
+    write_bytes(TMP "/trunc/model.bin", buf, len);
+    free(buf);
+    char tok_copy[] = TMP "/trunc/tokenizer.bin";
+    char *tb = tu_read_file(TOK, &len);
+    write_bytes(tok_copy, tb, len);
+    free(tb);
+    int in[2], err[2], out[2];
+    ck_assert(pipe(in) == 0 && pipe(err) == 0 && pipe(out) == 0);
+    signal(SIGPIPE, SIG_IGN); /* raktn may be gone before the second line: a failed write, not a dead test */
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(in[0], 0), dup2(err[1], 2), dup2(out[1], 1);
+        close(in[1]), close(err[0]), close(out[0]);
+        execl("./raktn", "./raktn", TMP "/trunc/model.bin", "-m", "chat", "-n", "2", "-t", "0", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]), close(err[1]), close(out[1]);
+    ck_assert(write(in[1], "hello\n", 6) == 6);
+    /* the first turn is answered (its line ends) before the file changes */
+    char ans[4096];
+    size_t seen = 0;
+    ssize_t got_out;
+    while (seen < sizeof ans - 1 && (got_out = read(out[0], ans + seen, sizeof ans - 1 - seen)) > 0) {
+        seen += (size_t)got_out;
+        ans[seen] = 0;
+        if (strchr(ans, '\n')) break;
+    }
+    ck_assert(truncate(TMP "/trunc/model.bin", 4096) == 0);
+    ssize_t w = write(in[1], "again\n", 6);
+    (void)w;
+    close(in[1]);
+    char msg[4096] = {0};
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof msg - 1 && (r = read(err[0], msg + got, sizeof msg - 1 - got)) > 0) got += (size_t)r;
+    close(err[0]), close(out[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1 && strstr(msg, "raktn: error: " TMP "/trunc/model.bin: the file changed"),
+                  "status %d, stderr: %s", st, msg);
+    unlink(TMP "/trunc/model.bin"), unlink(TMP "/trunc/tokenizer.bin"), rmdir(TMP "/trunc");
+
+    int dir = open("tests", O_RDONLY);
+    ck_assert(dir >= 0);
+    pid = fork();
+    if (pid == 0) {
+        dup2(dir, 0);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1), dup2(null, 2);
+        execl("./raktn", "./raktn", T48K, "-m", "chat", "-n", "2", (char *)NULL);
+        _exit(127);
+    }
+    close(dir);
+    waitpid(pid, &st, 0);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "chat with a folder on stdin: status %d", st);
+}
+END_TEST
+
+/* Threads: the logits do not depend on the thread count (every output is
+ * computed by the same operations whoever computes it), and a thread that
+ * cannot be created is raktn's own one-line error (address space limited
+ * so that the 4096 thread stacks -T asks for cannot all be mapped). */
+START_TEST(test_threads) {
+    static const char *models[] = {SW8, "tests/work/models/hd128/model.bin"};
+    static const char *ids[] = {"1 5 9 13 200 7 7 7 3 1 44 45 46 47 48 49 50 51 52 53",
+                                "1 5 9 13 200 7 7 7 3 1 44 45 46 47 48 49 50 51 52 53 54 55"};
+    for (int m = 0; m < 2; m++) {
+        char *first = NULL;
+        size_t first_len = 0;
+        static const char *threads[] = {"1", "2", "3", "7"};
+        for (int k = 0; k < 4; k++) {
+            const char *argv[] = {"./raktn", models[m], "-m", "logits", "--ids", ids[m], "-T", threads[k], "-o",
+                                  TMP "/threads.f32", NULL};
+            Result r = run(argv);
+            assert_success(&r);
+            result_free(&r);
+            size_t len;
+            char *got = tu_read_file(TMP "/threads.f32", &len);
+            ck_assert(got);
+            if (!first) first = got, first_len = len;
+            else {
+                ck_assert_msg(len == first_len && memcmp(got, first, len) == 0, "%s: -T %s changed the logits",
+                              models[m], threads[k]);
+                free(got);
+            }
+        }
+        free(first);
+    }
+#if defined(__SANITIZE_ADDRESS__)
+    return; /* AddressSanitizer's shadow memory needs far more address space */
+#endif
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        struct rlimit lim = {(rlim_t)512 << 20, (rlim_t)512 << 20};
+        setrlimit(RLIMIT_AS, &lim);
+        int fe = open(TMP "/threads.err", O_WRONLY | O_CREAT | O_TRUNC, 0644), null = open("/dev/null", O_WRONLY);
+        dup2(null, 1), dup2(fe, 2);
+        execl("./raktn", "./raktn", SW8, "--ids", "1 2", "-n", "2", "-T", "4096", (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    char *err = tu_read_file(TMP "/threads.err", NULL);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1 && err && strncmp(err, "raktn: error: cannot start thread", 33) == 0,
+                  "status %d, stderr: %s", st, err);
+    free(err);
+}
+END_TEST
+
 Suite *robust_suite(void) {
     Suite *s = suite_create("robust");
     TCase *tc = tcase_create("hostile input");
@@ -308,6 +576,11 @@ Suite *robust_suite(void) {
     tcase_add_test(tc, test_invalid_utf8_text);
     tcase_add_test(tc, test_bad_paths);
     tcase_add_test(tc, test_nan_weights);
+    tcase_add_test(tc, test_stdout_lost);
+    tcase_add_test(tc, test_outputs_all_or_nothing);
+    tcase_add_test(tc, test_signal_removes_temporaries);
+    tcase_add_test(tc, test_model_changes_under_raktn);
+    tcase_add_test(tc, test_threads);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -19,6 +19,8 @@ typedef struct {
     size_t n_ids;
     char *text;
     size_t len;
+    char *text2;     /* a third column (IDS<TAB>TEXT<TAB>TEXT2), or NULL */
+    size_t len2;
 } Case;
 
 typedef struct {
@@ -69,7 +71,13 @@ static CaseSet load_cases(const char *path) {
         c->ids = malloc((size_t)(tab - p + 1) * sizeof *c->ids);
         c->n_ids = (size_t)tu_parse_ids(p, c->ids, (int)(tab - p + 1));
         c->text = tab + 1;
-        c->len = unescape(c->text, (size_t)(nl - c->text));
+        char *tab2 = memchr(c->text, '\t', (size_t)(nl - c->text));   /* escaped text has no raw tab */
+        if (tab2) {
+            *tab2 = 0;
+            c->text2 = tab2 + 1;
+            c->len2 = unescape(c->text2, (size_t)(nl - c->text2));
+        }
+        c->len = unescape(c->text, (size_t)((tab2 ? tab2 : nl) - c->text));
         p = nl + 1;
     }
     return cs;
@@ -94,10 +102,14 @@ static void print_ids(const char *label, const int *ids, size_t n) {
     fprintf(stderr, "%s\n", n > 40 ? " ..." : "");
 }
 
-/* Encode every case; all must equal the reference ids. */
-static void check_set(const char *bin, const char *tsv) {
+/* Encode every case; all must equal the reference ids (passed through map[],
+ * when given, first: expected ids of another vocabulary renumbered). */
+static void check_set_mapped(const char *bin, const char *tsv, const int *map) {
     Tokenizer *t = load_ok(bin);
     CaseSet cs = load_cases(tsv);
+    if (map)
+        for (size_t i = 0; i < cs.n; i++)
+            for (size_t j = 0; j < cs.c[i].n_ids; j++) cs.c[i].ids[j] = map[cs.c[i].ids[j]];
     size_t agree = 0, shown = 0;
     for (size_t i = 0; i < cs.n; i++) {
         Case *c = &cs.c[i];
@@ -117,6 +129,8 @@ static void check_set(const char *bin, const char *tsv) {
     free_cases(&cs);
     tokenizer_free(t);
 }
+
+static void check_set(const char *bin, const char *tsv) { check_set_mapped(bin, tsv, NULL); }
 
 static const char *VOCABS[] = { "mistral32k", "rakuten48k", "small", "small-model" };
 
@@ -172,9 +186,7 @@ END_TEST
 
 /* ------------------------------------------------------------- decode */
 
-START_TEST(test_decode_vs_hf) {
-    char bin[256], tsv[256];
-    set_paths(_i, "decode", bin, tsv);
+static void check_decode(const char *bin, const char *tsv) {
     Tokenizer *t = load_ok(bin);
     CaseSet cs = load_cases(tsv);
     size_t agree = 0;
@@ -193,6 +205,12 @@ START_TEST(test_decode_vs_hf) {
     ck_assert_ptr_null(tokenizer_decode(t, bad, 2, NULL));   /* id outside the vocabulary */
     free_cases(&cs);
     tokenizer_free(t);
+}
+
+START_TEST(test_decode_vs_hf) {
+    char bin[256], tsv[256];
+    set_paths(_i, "decode", bin, tsv);
+    check_decode(bin, tsv);
 }
 END_TEST
 
@@ -320,6 +338,144 @@ START_TEST(test_stream_random) {
 }
 END_TEST
 
+/* ------------------------------- byte pieces elsewhere than ids 3..258 */
+
+/* Vocabularies of tests/tokenizer/make_expected_layouts.py (PROVENANCE.md):
+ *   byteslast   small-spm renumbered: ordinary pieces first, the 256 byte pieces
+ *               after them in shuffled order (byteslast-model: the same exported
+ *               from tokenizer.model alone);
+ *   nobytes     no byte pieces: a character that is not a piece -> <unk>,
+ *               consecutive ones fused into one;
+ *   asciibytes  nobytes + <0x00>..<0x7F> appended: bytes for ASCII characters
+ *               outside the vocabulary, <unk> for the rest. */
+static const char *LAYOUTS[] = { "byteslast", "byteslast-model", "nobytes", "asciibytes" };
+#define N_LAYOUTS ((int)(sizeof LAYOUTS / sizeof *LAYOUTS))
+
+static const char *layout_exp(int v) { return v <= 1 ? "byteslast" : LAYOUTS[v]; }
+
+/* The fixtures really have the layouts the tests are about. */
+START_TEST(test_layout_shape) {
+    Tokenizer *bl = load_ok(WORK "byteslast.bin"), *blm = load_ok(WORK "byteslast-model.bin");
+    Tokenizer *nb = load_ok(WORK "nobytes.bin"), *ab = load_ok(WORK "asciibytes.bin");
+    int misplaced = 0, out_of_order = 0;
+    for (int b = 0; b < 256; b++) {
+        ck_assert_int_ge(bl->byte_id[b], 259);                  /* after every ordinary piece */
+        ck_assert_int_eq(bl->type[bl->byte_id[b]], PIECE_BYTE);
+        misplaced += bl->byte_id[b] != b + 3;
+        out_of_order += b > 0 && bl->byte_id[b] != bl->byte_id[b - 1] + 1;
+        ck_assert_int_eq(nb->byte_id[b], -1);
+        if (b < 128) ck_assert_int_eq(ab->byte_id[b], nb->n_vocab + b);
+        else ck_assert_int_eq(ab->byte_id[b], -1);
+    }
+    ck_assert_int_eq(misplaced, 256);
+    ck_assert_int_gt(out_of_order, 200);
+    for (int i = 0; i < nb->n_vocab; i++) ck_assert_int_ne(nb->type[i], PIECE_BYTE);
+    ck_assert_int_eq(nb->unk, 0);
+    ck_assert_int_eq(ab->unk, 0);
+    /* tokenizer.json and tokenizer.model give the same pieces */
+    ck_assert_int_eq(bl->n_vocab, blm->n_vocab);
+    for (int i = 0; i < bl->n_vocab; i++) {
+        ck_assert_str_eq(bl->piece[i], blm->piece[i]);
+        ck_assert_int_eq(bl->type[i], blm->type[i]);
+    }
+    tokenizer_free(bl);
+    tokenizer_free(blm);
+    tokenizer_free(nb);
+    tokenizer_free(ab);
+}
+END_TEST
+
+/* HF ids on make_expected's cases, unknown-character cases, and a sample of the
+ * 48k adversarial and fuzz texts. */
+START_TEST(test_layout_cases) {
+    char b[256], s[256];
+    sprintf(b, WORK "%s.bin", LAYOUTS[_i]);
+    sprintf(s, WORK "%s_cases.tsv", layout_exp(_i));
+    check_set(b, s);
+}
+END_TEST
+
+/* invalid UTF-8 (sentencepiece's ids): byteslast, byteslast-model, nobytes */
+START_TEST(test_layout_invalid) {
+    char b[256], s[256];
+    sprintf(b, WORK "%s.bin", LAYOUTS[_i]);
+    sprintf(s, EXPECTED "%s_invalid.tsv", layout_exp(_i));
+    check_set(b, s);
+}
+END_TEST
+
+/* HF decode (byteslast, nobytes, asciibytes) */
+START_TEST(test_layout_decode) {
+    static const char *v[] = { "byteslast", "nobytes", "asciibytes" };
+    char b[256], s[256];
+    sprintf(b, WORK "%s.bin", v[_i]);
+    sprintf(s, WORK "%s_decode.tsv", v[_i]);
+    check_decode(b, s);
+}
+END_TEST
+
+/* byteslast is small with other ids: every small set (HF's ids) renumbered by
+ * piece string must come out of byteslast.bin. */
+START_TEST(test_byteslast_renumbered) {
+    static const char *sets[] = { EXPECTED "small_cases.tsv", EXPECTED "small_adversarial.tsv",
+                                  WORK "small_fuzz.tsv", EXPECTED "small_invalid.tsv" };
+    Tokenizer *sm = load_ok(WORK "small.bin"), *bl = load_ok(WORK "byteslast.bin");
+    int *map = malloc((size_t)sm->n_vocab * sizeof *map), moved = 0;
+    for (int i = 0; i < sm->n_vocab; i++) {
+        map[i] = piece_lookup(bl, sm->piece[i], sm->piece_len[i]);
+        ck_assert_int_ge(map[i], 0);
+        moved += map[i] != i;
+    }
+    ck_assert_int_gt(moved, 600);
+    for (int k = 0; k < 4; k++) check_set_mapped(WORK "byteslast.bin", sets[k], map);
+    free(map);
+    tokenizer_free(sm);
+    tokenizer_free(bl);
+}
+END_TEST
+
+/* The streaming decoder on byte runs with broken UTF-8 followed by every kind
+ * of byte (ASCII, a lead byte of each length, a stray continuation byte, an
+ * invalid lead, an ordinary piece, end of stream) and random mixes:
+ * byteslast_stream.tsv holds IDS, HF's decode, sentencepiece's decode.
+ *   - tokenizer_decode == HF (ByteFallback: a run with any invalid byte becomes
+ *     one U+FFFD per byte of the whole run);
+ *   - the stream == sentencepiece (each byte of a broken sequence -> U+FFFD,
+ *     the valid characters around it kept), which it can emit without waiting
+ *     for the run to end; where every byte run is valid UTF-8, HF and
+ *     sentencepiece agree (make_expected_layouts.py checks it), so there the
+ *     stream equals HF's decode of the same ids. */
+START_TEST(test_stream_vs_refs) {
+    Tokenizer *t = load_ok(WORK "byteslast.bin");
+    CaseSet cs = load_cases(WORK "byteslast_stream.tsv");
+    size_t dec_ok = 0, stream_ok = 0, same_as_hf = 0;
+    for (size_t i = 0; i < cs.n; i++) {
+        Case *c = &cs.c[i];
+        ck_assert_ptr_nonnull(c->text2);
+        size_t len, slen;
+        char *d = tokenizer_decode(t, c->ids, c->n_ids, &len);
+        ck_assert_ptr_nonnull(d);
+        if (len == c->len && memcmp(d, c->text, len) == 0) dec_ok++;
+        else fprintf(stderr, "  stream line %zu: decode \"%s\" want HF \"%.*s\"\n", i + 1, d,
+                     (int)c->len, c->text);
+        char *st = stream_all(t, c->ids, c->n_ids, 1, &slen);
+        if (slen == c->len2 && memcmp(st, c->text2, slen) == 0) stream_ok++;
+        else fprintf(stderr, "  stream line %zu: stream \"%.*s\" want spm \"%.*s\"\n", i + 1,
+                     (int)slen, st, (int)c->len2, c->text2);
+        same_as_hf += slen == c->len && memcmp(st, c->text, slen) == 0;
+        free(st);
+        free(d);
+    }
+    fprintf(stderr, "  byteslast stream: decode == HF %zu/%zu, stream == sentencepiece %zu/%zu"
+            " (and == HF on %zu)\n", dec_ok, cs.n, stream_ok, cs.n, same_as_hf);
+    ck_assert_uint_eq(dec_ok, cs.n);
+    ck_assert_uint_eq(stream_ok, cs.n);
+    ck_assert_uint_gt(cs.n, 1000);
+    free_cases(&cs);
+    tokenizer_free(t);
+}
+END_TEST
+
 /* ------------------------------------------------ robustness and speed */
 
 START_TEST(test_nasty_input) {
@@ -365,9 +521,11 @@ START_TEST(test_long_text) {
 }
 END_TEST
 
+/* CPU time of this process: a busy machine (other jobs on the cores)
+ * does not make a load look slow */
 static double now_ms(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
@@ -485,6 +643,42 @@ START_TEST(test_exporter_refuses) {
 }
 END_TEST
 
+/* Unknown characters: tokenizer.c always fuses them (HF fuse_unk=true, what
+ * LlamaConverter writes). A tokenizer.json with fuse_unk false is refused when
+ * that can matter (some byte piece missing) and accepted when it cannot (all
+ * 256 byte pieces: nothing is ever unknown). A tokenizer.model without
+ * byte_fallback is refused (the exporter reads only byte_fallback models). */
+static int export_with_fuse_unk(const char *src_dir, const char *fuse) {
+    char cmd[1024];
+    const char *py = getenv("PYTHON") ? getenv("PYTHON") : "python3";
+    snprintf(cmd, sizeof cmd, "mkdir -p " WORK "exp/fuse && %s -c 'import json,sys; "
+             "t = json.load(open(sys.argv[1], encoding=\"utf-8\")); t[\"model\"][\"fuse_unk\"] = %s; "
+             "json.dump(t, open(sys.argv[2], \"w\", encoding=\"utf-8\"))' %s/tokenizer.json "
+             WORK "exp/fuse/tokenizer.json", py, fuse, src_dir);
+    ck_assert_int_eq(system(cmd), 0);
+    remove(WORK "exp/fuse.bin");
+    return run_export(WORK "exp/fuse", WORK "exp/fuse.bin");
+}
+
+START_TEST(test_exporter_fuse_unk) {
+    size_t n;
+    ck_assert_int_ne(export_with_fuse_unk("tests/tokenizer/nobytes", "False"), 0);
+    char *log = tu_read_file(WORK "export.log", &n);
+    ck_assert_ptr_nonnull(strstr(log, "fuse_unk"));
+    free(log);
+    ck_assert_ptr_null(fopen(WORK "exp/fuse.bin", "rb"));
+    ck_assert_int_ne(export_with_fuse_unk("tests/tokenizer/asciibytes", "None"), 0);
+    ck_assert_int_eq(export_with_fuse_unk("tests/tokenizer/nobytes", "True"), 0);
+    ck_assert_int_eq(export_with_fuse_unk("tests/tokenizer/byteslast", "False"), 0);
+    ck_assert_int_eq(system("mkdir -p " WORK "exp/nobytes-model && cp tests/tokenizer/nobytes/tokenizer.model "
+                            WORK "exp/nobytes-model/"), 0);
+    ck_assert_int_ne(run_export(WORK "exp/nobytes-model", WORK "exp/fuse.bin"), 0);
+    log = tu_read_file(WORK "export.log", &n);
+    ck_assert_ptr_nonnull(strstr(log, "byte_fallback"));
+    free(log);
+}
+END_TEST
+
 static Suite *tokenizer_suite(void) {
     Suite *s = suite_create("tokenizer");
     TCase *tc = tcase_create("encode");
@@ -505,6 +699,15 @@ static Suite *tokenizer_suite(void) {
     tcase_add_test(tc, test_stream_bytes);
     tcase_add_test(tc, test_stream_random);
     suite_add_tcase(s, tc);
+    tc = tcase_create("layouts");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_layout_shape);
+    tcase_add_loop_test(tc, test_layout_cases, 0, N_LAYOUTS);
+    tcase_add_loop_test(tc, test_layout_invalid, 0, 3);
+    tcase_add_loop_test(tc, test_layout_decode, 0, 3);
+    tcase_add_test(tc, test_byteslast_renumbered);
+    tcase_add_test(tc, test_stream_vs_refs);
+    suite_add_tcase(s, tc);
     tc = tcase_create("robustness");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_nasty_input);
@@ -512,6 +715,7 @@ static Suite *tokenizer_suite(void) {
     tcase_add_test(tc, test_load_time);
     tcase_add_test(tc, test_corrupt_files);
     tcase_add_test(tc, test_exporter_refuses);
+    tcase_add_test(tc, test_exporter_fuse_unk);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -184,7 +184,14 @@ def spm_to_tokenizer_json(model_path, out_path):
     (stable, so equal scores keep id order; the splits of one piece in (id(l), id(r))
     order), and the legacy normalizer/decoder that tokenizer_export.py accepts."""
     pieces, scores, _types, _m, _a, _u = te._from_sentencepiece_model(model_path)
-    pieces = ["<unk>", "<s>", "</s>"] + pieces[3:]
+    pieces_to_tokenizer_json(pieces, scores, out_path)
+
+
+def pieces_to_tokenizer_json(pieces, scores, out_path):
+    """spm_to_tokenizer_json's conversion, from the model's pieces and scores in id
+    order (make_expected_layouts.py also uses it for models tokenizer_export.py does
+    not read). byte_fallback is written true whatever the model, as LlamaConverter does."""
+    pieces = ["<unk>", "<s>", "</s>"] + list(pieces[3:])
     vocab = {p: i for i, p in enumerate(pieces)}
     merges = []
     for i, p in enumerate(pieces):

@@ -2,7 +2,9 @@
 # Build what tests/test_tokenizer needs under tests/work/tok/ (python3 stdlib only):
 #   mistral32k.bin, rakuten48k.bin, small.bin   exported from tokenizer.json
 #   small-model.bin                              exported from tokenizer.model only
-#   *_fuzz.tsv                                   the gzipped expected sets, unpacked
+#   byteslast.bin, nobytes.bin, asciibytes.bin   other byte-piece layouts (tokenizer.json)
+#   byteslast-model.bin                          byteslast from tokenizer.model only
+#   *.tsv                                        the gzipped expected sets, unpacked
 # Run from the repository root: sh tests/tokenizer/prepare.sh
 set -e
 PY=${PYTHON:-python3}
@@ -18,6 +20,12 @@ done
 "$PY" export/tokenizer_export.py "$T/small-spm" "$W/small.bin"
 cp "$T/small-spm/tokenizer.model" "$T/small-spm/tokenizer_config.json" "$W/src/small-model/"
 "$PY" export/tokenizer_export.py "$W/src/small-model" "$W/small-model.bin"
+for v in byteslast nobytes asciibytes; do
+    "$PY" export/tokenizer_export.py "$T/$v" "$W/$v.bin"
+done
+mkdir -p "$W/src/byteslast-model"
+cp "$T/byteslast/tokenizer.model" "$T/byteslast/tokenizer_config.json" "$W/src/byteslast-model/"
+"$PY" export/tokenizer_export.py "$W/src/byteslast-model" "$W/byteslast-model.bin"
 for f in "$T"/expected/*.tsv.gz; do
     b=$(basename "$f" .gz)
     gunzip_py "$f" "$W/$b"
