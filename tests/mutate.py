@@ -18,9 +18,10 @@ Options: --keep (leave the scratch folders), --timeout S (per test program,
 default 300), --verbose (print each failing test's output).
 
 Not run by `make test` or CI (too slow). Run it after every restructuring:
-a mutant whose old text is no longer found exactly once is reported NOT
-APPLIED, so the list must then be edited (MUTANTS, below) to follow the
-code: keep each mutant's intent, change its text.
+a mutant whose old text is no longer found exactly once (or exactly its
+`count` times) is reported NOT APPLIED, so the list must then be edited
+(MUTANTS, below) to follow the code: keep each mutant's intent, change its
+text.
 
 The fast path: the test programs run in FAST_ORDER (quick ones first), then
 the Python unittests, and a mutant's run stops at the first failing program.
@@ -44,9 +45,13 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Each mutant: id, file, old (exact text, must occur exactly once), new,
-# desc, cls (the class of bug), and optionally equivalent="why" for a mutant
-# that cannot change any output (kept to document that the code allows it).
+# Each mutant: id, file, old (exact text, must occur exactly once, or
+# exactly `count` times if given: all are replaced), new, desc, cls (the
+# class of bug), and optionally equivalent="why" for a mutant that cannot
+# change any output (kept to document that the code allows it).
+# Part 1 (the plain model) and Part 2 (the fast twins) of raktn.c each get
+# their mutants: the full build runs Part 2, test_model_plain and test_truth
+# Part 1.
 MUTANTS = [
     # ---- sampling (raktn.c, section 5)
     dict(id="S1", file="raktn.c", cls="temperature", desc="temperature multiplies the logits",
@@ -56,7 +61,7 @@ MUTANTS = [
          old="if (mass >= sp->top_p) { last = i; break; }",
          new="if (mass > sp->top_p) { last = i; break; }"),
     dict(id="S3", file="raktn.c", cls="top-p renormalization", desc="the draw is not scaled to the nucleus mass",
-         old="    r *= mass;\n", new="\n"),
+         old="r *= mass; /* a draw within the nucleus */", new="/* r *= mass: no draw within the nucleus */"),
     dict(id="S4", file="raktn.c", cls="top-p cutoff", desc="one token more than the nucleus (and its mass)",
          old="if (mass >= sp->top_p) { last = i; break; }",
          new="if (mass >= sp->top_p) { last = i + 1 < m ? i + 1 : i; if (last > i) mass += logits[sp->idx[last]]; break; }"),
@@ -69,8 +74,8 @@ MUTANTS = [
          old="if (mass >= sp->top_p) { last = i; break; }",
          new="if (mass >= sp->top_p) { last = i > 0 ? i - 1 : 0; break; }"),
     dict(id="S5", file="raktn.c", cls="top-p cutoff", desc="pre-filter bound top_p/(n-1) instead of (1-top_p)/(n-1)",
-         old="float cutoff = (1.0f - sp->top_p) / (float)(n - 1 > 0 ? n - 1 : 1);",
-         new="float cutoff = sp->top_p / (float)(n - 1 > 0 ? n - 1 : 1);"),
+         old="real cutoff = (1.0f - sp->top_p) / (real)(n - 1 > 0 ? n - 1 : 1);",
+         new="real cutoff = sp->top_p / (real)(n - 1 > 0 ? n - 1 : 1);"),
     dict(id="S6", file="raktn.c", cls="top-p cutoff", desc="top-p ignored (always the full distribution)",
          old="if (sp->top_p <= 0.0f || sp->top_p >= 1.0f) {", new="if (1) {"),
     dict(id="S7", file="raktn.c", cls="top-p cutoff", desc="nucleus sorted least probable first",
@@ -83,10 +88,13 @@ MUTANTS = [
          old="(random_u32(state) >> 8) / 16777216.0f", new="(random_u32(state) >> 9) / 16777216.0f"),
     dict(id="S11", file="raktn.c", cls="rng", desc="xorshift shift 25 -> 24",
          old="*state ^= *state << 25;", new="*state ^= *state << 24;"),
-    dict(id="S12", file="raktn.c", cls="softmax tail", desc="softmax's max loop skips the last element",
+    dict(id="S12p", file="raktn.c", cls="softmax tail", desc="softmax (Part 1, sampling) max loop skips the last element",
+         old="    for (int i = 1; i < n; i++)\n        if (x[i] > max) max = x[i];",
+         new="    for (int i = 1; i < n - 1; i++)\n        if (x[i] > max) max = x[i];"),
+    dict(id="S12", file="raktn.c", cls="softmax tail", desc="softmax_fast (attention) max loop skips the last element",
          old="for (; i < n; i++) max = x[i] > max ? x[i] : max;",
          new="for (; i < n - 1; i++) max = x[i] > max ? x[i] : max;"),
-    dict(id="S13", file="raktn.c", cls="softmax", desc="softmax's sum misses the scalar tail",
+    dict(id="S13", file="raktn.c", cls="softmax", desc="softmax_fast's sum misses the scalar tail",
          old="    for (; i < n; i++) sum += x[i];\n", new="\n"),
     # ---- generation and chat (raktn.c, section 6)
     dict(id="G1", file="raktn.c", cls="EOS vs BOS stop", desc="generation stops on BOS instead of EOS",
@@ -119,8 +127,11 @@ MUTANTS = [
          old="if (work_add_symbol(w, t->byte_id[c[i]]) < 0) return -1;",
          new="if (work_add_symbol(w, c[i] + 3) < 0) return -1;"),
     dict(id="T2", file="tokenizer.c", cls="unknown fusion", desc="adjacent unknown characters not fused into one <unk>",
-         old="if (w->n > 0 && w->id[w->n - 1] == t->unk) return 0;   /* fuse_unk */",
-         new="if (0) return 0;   /* fuse_unk */"),
+         old="if (t->unk >= 0) w->unk_pending = 1;", new="if (t->unk >= 0) return work_add_symbol(w, t->unk);"),
+    dict(id="T2b", file="tokenizer.c", cls="unknown fusion",
+         desc="<unk> added at the first unknown (fused), so before later byte-fallback symbols",
+         old="if (t->unk >= 0) w->unk_pending = 1;",
+         new="if (t->unk >= 0 && !(w->n > 0 && w->id[w->n - 1] == t->unk)) return work_add_symbol(w, t->unk);"),
     dict(id="T3", file="tokenizer.c", cls="streaming decoder", desc="a lead byte after a broken sequence is dropped",
          old="sink_pending_as_fffd(k);          /* broken sequence; c starts afresh */",
          new="sink_pending_as_fffd(k); return; /* broken sequence; c dropped */"),
@@ -134,70 +145,79 @@ MUTANTS = [
          new="for (int i = 0; i < len; i++) all_bytes |= t->byte_id[c[i]] >= 0;"),
     # ---- forward pass (raktn.c, sections 2-4)
     dict(id="F1", file="raktn.c", cls="rmsnorm", desc="RMSNorm without eps",
-         old="float inv = 1.0f / sqrtf((float)(ss / n) + eps);", new="float inv = 1.0f / sqrtf((float)(ss / n));"),
+         old="real inv = 1 / sqrt((real)(ss / n) + eps);", new="real inv = 1 / sqrt((real)(ss / n));"),
     dict(id="F2", file="raktn.c", cls="rmsnorm", desc="RMSNorm mean over n - 1",
-         old="float inv = 1.0f / sqrtf((float)(ss / n) + eps);",
-         new="float inv = 1.0f / sqrtf((float)(ss / (n - 1)) + eps);"),
+         old="real inv = 1 / sqrt((real)(ss / n) + eps);",
+         new="real inv = 1 / sqrt((real)(ss / (n - 1)) + eps);"),
     dict(id="F3", file="raktn.c", cls="RoPE pairing", desc="RoPE pairs neighbours (Meta layout) instead of i, i + head_dim/2",
-         old="            float x0 = v[i], x1 = v[i + half];\n            v[i] = x0 * c - x1 * s;\n"
-             "            v[i + half] = x1 * c + x0 * s;\n",
-         new="            float x0 = v[2 * i], x1 = v[2 * i + 1];\n            v[2 * i] = x0 * c - x1 * s;\n"
-             "            v[2 * i + 1] = x1 * c + x0 * s;\n"),
+         old="            real x0 = v[i], x1 = v[i + half];\n            v[i] = x0 * cos_p[i] - x1 * sin_p[i];\n"
+             "            v[i + half] = x1 * cos_p[i] + x0 * sin_p[i];\n",
+         new="            real x0 = v[2 * i], x1 = v[2 * i + 1];\n            v[2 * i] = x0 * cos_p[i] - x1 * sin_p[i];\n"
+             "            v[2 * i + 1] = x1 * cos_p[i] + x0 * sin_p[i];\n"),
     dict(id="F4", file="raktn.c", cls="RoPE angle", desc="RoPE angle of position p + 1",
-         old="float angle = (float)(pos + b) * s->inv_freq[i];", new="float angle = (float)(pos + b + 1) * s->inv_freq[i];",
+         old="real angle = (real)(pos + b) * s->inv_freq[i];", new="real angle = (real)(pos + b + 1) * s->inv_freq[i];",
          equivalent="RoPE is relative: q.k depends on the difference of the two positions' angles, so shifting every "
                     "position by one changes only rounding"),
     dict(id="F4b", file="raktn.c", cls="RoPE angle", desc="every position of a chunk gets the chunk's first angle",
-         old="float angle = (float)(pos + b) * s->inv_freq[i];", new="float angle = (float)(pos) * s->inv_freq[i];"),
+         old="real angle = (real)(pos + b) * s->inv_freq[i];", new="real angle = (real)(pos) * s->inv_freq[i];"),
     dict(id="F5", file="raktn.c", cls="RoPE angle", desc="RoPE inv_freq exponent i/head_dim instead of 2i/head_dim",
-         old="powf(c->rope_theta, (float)(2 * i) / (float)c->head_dim)",
-         new="powf(c->rope_theta, (float)(i) / (float)c->head_dim)"),
+         old="pow((real)c->rope_theta, (real)(2 * i) / (real)c->head_dim)",
+         new="pow((real)c->rope_theta, (real)(i) / (real)c->head_dim)"),
     dict(id="F6", file="raktn.c", cls="RoPE pairing", desc="RoPE rotates the wrong way (sign of sin)",
-         old="            v[i + half] = x1 * c + x0 * s;\n", new="            v[i + half] = x1 * c - x0 * s;\n"),
+         old="v[i + half] = x1 * cos_p[i] + x0 * sin_p[i];", new="v[i + half] = x1 * cos_p[i] - x0 * sin_p[i];"),
     dict(id="F7", file="raktn.c", cls="sliding window", desc="window of W+1 keys (transformers 4.39-4.41)",
          old="p - c->sliding_window + 1 > 0 ? p - c->sliding_window + 1 : 0",
          new="p - c->sliding_window > 0 ? p - c->sliding_window : 0"),
     dict(id="F8", file="raktn.c", cls="sliding window", desc="window of W-1 keys",
          old="p - c->sliding_window + 1 > 0 ? p - c->sliding_window + 1 : 0",
          new="p - c->sliding_window + 2 > 0 ? p - c->sliding_window + 2 : 0"),
-    dict(id="F9", file="raktn.c", cls="GQA mapping", desc="decode attention: query heads of KV head kvh start at kvh, not kvh*group",
+    dict(id="F9", file="raktn.c", cls="GQA mapping", desc="attention_fast decode: query heads of KV head kvh start at kvh, not kvh*group",
          old="int n_keys = p - first + 1, h0 = kvh * group;", new="int n_keys = p - first + 1, h0 = kvh;"),
-    dict(id="F10", file="raktn.c", cls="GQA mapping", desc="prefill attention: query head h reads KV head h % n_kv_heads",
+    dict(id="F9p", file="raktn.c", cls="GQA mapping", desc="attention (Part 1): query head h reads KV head h % n_kv_heads",
+         old="int kvh = h / group;", new="int kvh = h % c->n_kv_heads;"),
+    dict(id="F10", file="raktn.c", cls="GQA mapping", desc="attention_fast prefill: query head h reads KV head h % n_kv_heads",
          old="(size_t)(kvh * group + l % group) * hd + i]", new="(size_t)(kvh + (l % group) * c->n_kv_heads) * hd + i]"),
     dict(id="F11", file="raktn.c", cls="KV ring", desc="keys written one slot late in the ring",
-         old="size_t at = kv_offset(s, c, l, kvh, pos + b),", new="size_t at = kv_offset(s, c, l, kvh, pos + b + 1),"),
+         old="size_t at = kv_offset(s, c, layer, kvh, pos + b),", new="size_t at = kv_offset(s, c, layer, kvh, pos + b + 1),"),
     dict(id="F12", file="raktn.c", cls="KV ring", desc="ring one slot shorter than the window",
          old="c->sliding_window < ctx) ? c->sliding_window : ctx;", new="c->sliding_window < ctx) ? c->sliding_window - 1 : ctx;"),
     dict(id="F13", file="raktn.c", cls="KV ring", desc="ring slot (t+1) % cache_len, for reads and writes alike",
          old="(size_t)(t % s->cache_len)) * c->head_dim;", new="(size_t)((t + 1) % s->cache_len)) * c->head_dim;",
          equivalent="kv_offset is the only map from position to slot, used by every read and write: any "
                     "permutation of slots gives the same keys"),
-    dict(id="F14", file="raktn.c", cls="matmul edges", desc="batched matmul drops the last row of a partial tile",
+    dict(id="F14", file="raktn.c", cls="matmul edges", desc="matmul_fast batched: drops the last row of a partial tile",
          old="int rows = d - i0 < TILE_ROWS ? d - i0 : TILE_ROWS;", new="int rows = d - i0 < TILE_ROWS ? d - i0 - 1 : TILE_ROWS;"),
-    dict(id="F15", file="raktn.c", cls="matmul edges", desc="batched matmul drops the last position of the batch",
+    dict(id="F15", file="raktn.c", cls="matmul edges", desc="matmul_fast batched: drops the last position of the batch",
          old="for (int b = 0; b < 16 * nv && b0 + b < batch; b++) {", new="for (int b = 0; b < 16 * nv && b0 + b < batch - 1; b++) {"),
-    dict(id="F16", file="raktn.c", cls="matmul edges", desc="decode matmul skips the last column of a row (n % 16 leftovers)",
+    dict(id="F16", file="raktn.c", cls="matmul edges", desc="matmul_fast decode: skips the last column of a row (n % 16 leftovers)",
          old="for (; kk < n; kk++) s += weight_at(", new="for (; kk < n - 1; kk++) s += weight_at("),
-    dict(id="F17", file="raktn.c", cls="matmul edges", desc="batched matmul's padding columns are ones, not zeros",
-         old="b < batch ? x[(size_t)b * n + k] : 0.0f;", new="b < batch ? x[(size_t)b * n + k] : 1.0f;",
+    dict(id="F17", file="raktn.c", cls="matmul edges", desc="matmul_fast batched: padding columns are ones, not zeros",
+         old="b < t->batch ? t->x[(size_t)b * t->n + k] : 0.0f;", new="b < t->batch ? t->x[(size_t)b * t->n + k] : 1.0f;",
          equivalent="padding columns only feed outputs past the batch, which are computed but never stored"),
+    dict(id="F16p", file="raktn.c", cls="matmul edges", desc="matmul (Part 1) skips the last column",
+         old="for (int k = 0; k < n; k++) sum += weight_at(w, (size_t)i * n + k, dtype)",
+         new="for (int k = 0; k < n - 1; k++) sum += weight_at(w, (size_t)i * n + k, dtype)"),
     dict(id="F18", file="raktn.c", cls="bf16", desc="bf16 widened with a shift of 15",
          old="uint32_t u = (uint32_t)h << 16;", new="uint32_t u = (uint32_t)h << 15;"),
     dict(id="F19", file="raktn.c", cls="bf16", desc="bf16 widened with half an ulp added (rounds instead of exact)",
          old="uint32_t u = (uint32_t)h << 16;", new="uint32_t u = (uint32_t)h << 16 | 0x8000;"),
-    dict(id="F20", file="raktn.c", cls="attention", desc="decode attention scaled by 1/head_dim, not 1/sqrt(head_dim)",
-         old="int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;\n    float scale = sqrtf((float)hd);\n    int kvh;",
-         new="int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;\n    float scale = (float)hd;\n    int kvh;"),
-    dict(id="F21", file="raktn.c", cls="MLP", desc="SiLU with the sign of the exponent flipped",
-         old="return x / (1.0f + expf(-x));", new="return x / (1.0f + expf(x));"),
+    dict(id="F20", file="raktn.c", cls="attention", desc="attention (Part 1) scaled by 1/head_dim, not 1/sqrt(head_dim)",
+         old="s->scores[t - first] = dot / sqrt((real)hd);", new="s->scores[t - first] = dot / (real)hd;"),
+    dict(id="F20f", file="raktn.c", cls="attention", desc="attention_fast (both paths) scaled by 1/head_dim",
+         old="float scale = sqrtf((float)hd);", new="float scale = (float)hd;", count=2),
+    dict(id="F21", file="raktn.c", cls="MLP", desc="silu (Part 1) with the sign of the exponent flipped",
+         old="x[i] = x[i] / (1 + exp(-x[i]));", new="x[i] = x[i] / (1 + exp(x[i]));"),
+    dict(id="F21f", file="raktn.c", cls="MLP", desc="silu_fast with the sign of the exponent flipped",
+         old="t->x[i] = t->x[i] / (1.0f + expf(-t->x[i]));", new="t->x[i] = t->x[i] / (1.0f + expf(t->x[i]));"),
     dict(id="F22", file="raktn.c", cls="attention", desc="prefill always takes the per-position attention (blocked path unused)",
-         old="if (n > 1 && group <= 16) attention_blocked(", new="if (0) attention_blocked(",
+         old="if (n > 1 && c->n_heads / c->n_kv_heads <= 16) attention_blocked(", new="if (0) attention_blocked(",
          equivalent="attention() computes the same function; only the speed changes (bits may differ in the last place)"),
 ]
 
 # Test programs that finish fastest run first (a mutant's run stops at the
 # first failure); any other program in the Makefile's TESTS follows.
-FAST_ORDER = ["tests/test_sample", "tests/test_cli", "tests/test_tokenizer", "tests/test_robust", "tests/test_model"]
+FAST_ORDER = ["tests/test_sample", "tests/test_cli", "tests/test_truth", "tests/test_model_plain", "tests/test_tokenizer",
+              "tests/test_robust", "tests/test_model"]
 
 
 def makefile_tests():
@@ -223,8 +243,8 @@ def check_applies(m):
             text = f.read()
     except OSError as e:
         return "cannot read %s: %s" % (m["file"], e)
-    n = text.count(m["old"])
-    return None if n == 1 else "old text found %d times" % n
+    n, want = text.count(m["old"]), m.get("count", 1)
+    return None if n == want else "old text found %d times, %d expected" % (n, want)
 
 
 def make_scratch(keep):
@@ -306,7 +326,7 @@ def run_mutant(m, scratch, tests, timeout, verbose):
     t0 = time.time()
     try:
         with open(path, "w", encoding="utf-8") as f:
-            f.write(original.replace(m["old"], m["new"], 1))
+            f.write(original.replace(m["old"], m["new"]))  # check_applies saw exactly count of them
         ok, log = build(scratch, tests)
         if not ok:
             return "BUILD FAILED", log[-2000:] if verbose else "", time.time() - t0
