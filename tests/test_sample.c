@@ -1,7 +1,8 @@
 /* tests/test_sample.c - turning logits into a token: argmax, softmax,
  * temperature, top-p, the random generator.
  *
- * The code under test is #included (like tests/test_model.c). Every
+ * The code under test is #included (like tests/test_model.c); logits are
+ * raktn's `real` (float, or double in the truth build). Every
  * expectation here is computed independently of raktn.c: hand-made logits
  * whose answer is known, xorshift64* as published (Vigna 2016), and, for
  * sampling, the temperature + top-p distribution that Hugging Face's
@@ -104,7 +105,7 @@ static double assert_distribution(const long *counts, const double *prob, int n,
  * at which the cumulative probability reaches top_p, renormalized to sum 1.
  * *margin gets the distance between top_p and the nearest cumulative sum
  * (a case whose margin is tiny would depend on float rounding). */
-static void nucleus(const float *logits, int n, double T, double top_p, double *prob, double *margin) {
+static void nucleus(const real *logits, int n, double T, double top_p, double *prob, double *margin) {
     double mx = -INFINITY, sum = 0;
     for (int i = 0; i < n; i++) mx = fmax(mx, logits[i] / T);
     for (int i = 0; i < n; i++) sum += prob[i] = exp(logits[i] / T - mx);
@@ -130,15 +131,15 @@ static void nucleus(const float *logits, int n, double T, double top_p, double *
 }
 
 /* sample() on a copy of the logits (it works in place) */
-static int draw(Sampler *sp, const float *logits, float *scratch, int n) {
-    memcpy(scratch, logits, (size_t)n * sizeof(float));
+static int draw(Sampler *sp, const real *logits, real *scratch, int n) {
+    memcpy(scratch, logits, (size_t)n * sizeof(real));
     return sample(sp, scratch, n);
 }
 
 /* counts[n] of `draws` draws at (T, top_p) from a seeded sampler */
-static void draw_many(const float *logits, int n, float T, float top_p, uint64_t seed, long draws, long *counts) {
+static void draw_many(const real *logits, int n, float T, float top_p, uint64_t seed, long draws, long *counts) {
     Sampler sp = {.temperature = T, .top_p = top_p, .rng = seed, .idx = malloc((size_t)n * sizeof(int))};
-    float *scratch = malloc((size_t)n * sizeof(float));
+    real *scratch = malloc((size_t)n * sizeof(real));
     memset(counts, 0, (size_t)n * sizeof(long));
     for (long d = 0; d < draws; d++) {
         int t = draw(&sp, logits, scratch, n);
@@ -166,14 +167,14 @@ END_TEST
 
 /* torch.argmax: the FIRST index of the maximum; greedy sampling is argmax */
 START_TEST(test_argmax_ties_go_to_the_first) {
-    const float a[] = {1, 3, 3, 2}, b[] = {5, 5, 5}, c[] = {-1, -2, -1, -1}, d[] = {0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                                                                  0, 0, 0, 0, 0, 0, 0, 9, 9};
+    const real a[] = {1, 3, 3, 2}, b[] = {5, 5, 5}, c[] = {-1, -2, -1, -1},
+               d[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 9};
     ck_assert_int_eq(argmax(a, 4), 1);
     ck_assert_int_eq(argmax(b, 3), 0);
     ck_assert_int_eq(argmax(c, 4), 0);
     ck_assert_int_eq(argmax(d, 18), 16);
     ck_assert_int_eq(argmax(a, 1), 0);
-    float x[18];
+    real x[18];
     Sampler sp = {.temperature = 0.0f, .top_p = 0.9f, .rng = 1, .idx = malloc(18 * sizeof(int))};
     ck_assert_int_eq(draw(&sp, a, x, 4), 1);
     ck_assert_int_eq(draw(&sp, b, x, 3), 0);
@@ -190,7 +191,7 @@ START_TEST(test_softmax_max_in_the_tail) {
     for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
         int n = lengths[k];
         for (int at = 0; at < n; at++) { /* the big one at every place, the tail's last included */
-            float x[64];
+            real x[64];
             for (int i = 0; i < n; i++) x[i] = (float)(i % 3) - 1.0f; /* -1, 0, 1, ... */
             x[at] = 100.0f;
             softmax(x, n);
@@ -201,12 +202,12 @@ START_TEST(test_softmax_max_in_the_tail) {
             }
         }
     }
-    float two[2] = {0.0f, 100.0f};
+    real two[2] = {0.0f, 100.0f};
     softmax(two, 2);
     ck_assert_msg(two[0] >= 0.0f && two[0] < 1e-30f && two[1] == 1.0f, "softmax{0, 100} = {%g, %g}", two[0], two[1]);
     /* the same through the sampler: token 1 every time, with and without top-p */
-    const float logits[] = {0.0f, 100.0f};
-    float s[2];
+    const real logits[] = {0.0f, 100.0f};
+    real s[2];
     for (int pi = 0; pi < 2; pi++) {
         Sampler sp = {.temperature = 1.0f, .top_p = pi ? 0.9f : 1.0f, .rng = 5, .idx = malloc(2 * sizeof(int))};
         for (int d = 0; d < 1000; d++) ck_assert_int_eq(draw(&sp, logits, s, 2), 1);
@@ -217,7 +218,7 @@ END_TEST
 
 /* softmax against a double-precision one on small hand-made inputs */
 START_TEST(test_softmax_values) {
-    float x[5] = {1.0f, 2.0f, 3.0f, 4.0f, -INFINITY};
+    real x[5] = {1.0f, 2.0f, 3.0f, 4.0f, -INFINITY};
     double e[4] = {exp(-3.0), exp(-2.0), exp(-1.0), 1.0}, s = e[0] + e[1] + e[2] + e[3];
     softmax(x, 5);
     for (int i = 0; i < 4; i++) ck_assert_msg(fabs(x[i] - e[i] / s) < 1e-7, "p[%d] = %.9g, want %.9g", i, x[i], e[i] / s);
@@ -230,7 +231,7 @@ END_TEST
  * (multiplying would swap the two). No top-p (1.0), then with top-p 0.99,
  * which at T = 2 keeps all four tokens and at T = 0.5 drops token 0. */
 START_TEST(test_temperature_divides) {
-    const float logits[4] = {0, 1, 2, 3};
+    const real logits[4] = {0, 1, 2, 3};
     const float temps[2] = {0.5f, 2.0f}, tops[2] = {1.0f, 0.99f};
     const long N = 40000;
     for (int ti = 0; ti < 2; ti++)
@@ -267,7 +268,7 @@ START_TEST(test_nucleus_boundary_exactly_at_p) {
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         int n = cases[k].n;
-        float logits[8];
+        real logits[8];
         for (int i = 0; i < n; i++) logits[i] = 0.5f;
         int total = n;
         if (n == 5) logits[2] = -INFINITY, total = 4; /* 4 tokens of 1/4 and one of 0 */
@@ -302,7 +303,7 @@ static const struct { float T, top_p; } STAT_CASES[] = {
 
 START_TEST(test_sampling_distribution) {
     enum { n = 64 };
-    float logits[n];
+    real logits[n];
     uint64_t g = 12345; /* a 64-bit LCG (Knuth's MMIX constants) and Box-Muller */
     for (int i = 0; i < n; i += 2) {
         double u[2];
