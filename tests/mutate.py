@@ -154,10 +154,11 @@ MUTANTS = [
              "            v[i + half] = x1 * cos_p[i] + x0 * sin_p[i];\n",
          new="            real x0 = v[2 * i], x1 = v[2 * i + 1];\n            v[2 * i] = x0 * cos_p[i] - x1 * sin_p[i];\n"
              "            v[2 * i + 1] = x1 * cos_p[i] + x0 * sin_p[i];\n"),
-    dict(id="F4", file="raktn.c", cls="RoPE angle", desc="RoPE angle of position p + 1",
-         old="real angle = (real)(pos + b) * s->inv_freq[i];", new="real angle = (real)(pos + b + 1) * s->inv_freq[i];",
-         equivalent="RoPE is relative: q.k depends on the difference of the two positions' angles, so shifting every "
-                    "position by one changes only rounding"),
+    # RoPE is relative (q.k depends on the difference of the two angles), so F4
+    # leaves the logits as they are up to rounding; the q_rope/k_rope module
+    # dumps (tests/test_compare.py) are what catch it.
+    dict(id="F4", file="raktn.c", cls="RoPE angle", desc="RoPE angle of position p + 1 (logits unchanged: RoPE is relative)",
+         old="real angle = (real)(pos + b) * s->inv_freq[i];", new="real angle = (real)(pos + b + 1) * s->inv_freq[i];"),
     dict(id="F4b", file="raktn.c", cls="RoPE angle", desc="every position of a chunk gets the chunk's first angle",
          old="real angle = (real)(pos + b) * s->inv_freq[i];", new="real angle = (real)(pos) * s->inv_freq[i];"),
     dict(id="F5", file="raktn.c", cls="RoPE angle", desc="RoPE inv_freq exponent i/head_dim instead of 2i/head_dim",
