@@ -31,7 +31,7 @@ CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 PLAIN_CFLAGS := $(CFLAGS) -DRAKTN_PLAIN
 TRUTH_CFLAGS := $(PLAIN_CFLAGS) -DRAKTN_TRUTH
 
-TESTS = tests/test_model tests/test_tokenizer tests/test_cli tests/test_robust tests/test_model_plain tests/test_truth
+TESTS = tests/test_model tests/test_sample tests/test_tokenizer tests/test_cli tests/test_robust tests/test_model_plain tests/test_truth
 
 .PHONY: all plain truth cross test test-asan demo clean fixtures-data
 all: raktn
@@ -51,8 +51,8 @@ plain: raktn-plain tests/test_model_plain fixtures-data
 	@PYTHON=$(PYTHON) TEST_PY= sh tests/run.sh tests/test_model_plain
 
 # Test programs #include the code they test (like llm.c's test_gpt2.c);
-# test_model includes raktn.c and links tokenizer.c beside it.
-tests/test_model: tests/test_model.c tests/testutil.h raktn.c tokenizer.c tokenizer.h
+# test_model and test_sample include raktn.c and link tokenizer.c beside it.
+tests/test_model tests/test_sample: tests/%: tests/%.c tests/testutil.h raktn.c tokenizer.c tokenizer.h
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< tokenizer.c $(LDLIBS) $(CHECK_LIBS)
 
 tests/test_truth: tests/test_truth.c tests/testutil.h raktn.c tokenizer.c tokenizer.h

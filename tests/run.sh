@@ -3,7 +3,7 @@
 # unittests, and close with one line: "tests: N passed, M failed".
 # Exit status 0 only when everything passed: a test program that exits
 # non-zero, dies on a signal, reports a failure or error, or prints no
-# summary line fails the run (tests/test_runner.sh proves it).
+# summary line fails the run (tests/test_runner.py proves it).
 #   TEST_PY="tests/test_a.py ..." replaces the list of Python unittests.
 PY=${PYTHON:-python3}
 passed=0 failed=0 status=0

@@ -290,6 +290,186 @@ START_TEST(test_bad_model_files) {
 }
 END_TEST
 
+/* The ids after `label` on a line of stderr (-v), the first such line at or
+ * after *from (which is moved past it); -1 if there is none. */
+static int ids_after(const char **from, const char *label, int *ids, int cap) {
+    const char *at = strstr(*from, label);
+    if (!at) return -1;
+    const char *end = strchrnul(at, '\n');
+    char *line = strndup(at + strlen(label), (size_t)(end - at - strlen(label)));
+    int n = tu_parse_ids(line, ids, cap);
+    free(line);
+    *from = end;
+    return n;
+}
+
+/* sw8 with header fields bos_id (u32 at 52) and eos_id (u32 at 56) replaced */
+static void write_sw8_with_specials(const char *dst, uint32_t bos, uint32_t eos) {
+    uint32_t both[2] = {bos, eos};
+    write_variant(dst, -1, 52, both, sizeof both);
+}
+
+/* HF's greedy generation from sw8gen's prompt (tests/fixtures/sw8gen.json):
+ * the prompt as a string and the 34 generated ids */
+static void sw8gen(char *prompt, size_t cap, int hf[34]) {
+    char *seq = fixture_ids("sw8gen");
+    int ids[64];
+    ck_assert_int_eq(tu_parse_ids(seq, ids, 64), 40);
+    prompt[0] = 0;
+    for (int i = 0; i < 6; i++) snprintf(prompt + strlen(prompt), cap - strlen(prompt), i ? " %d" : "%d", ids[i]);
+    memcpy(hf, ids + 6, 34 * sizeof(int));
+    free(seq);
+}
+
+/* Generation stops at EOS, which is output and counted: with eos_id patched
+ * to the token HF generates at step k (first there), -t 0 gives HF's tokens
+ * 0..k and stops, the EOS not printed. bos_id is patched to the token of an
+ * earlier step, which must not stop anything (HF stops on eos_token_id only). */
+START_TEST(test_generation_stops_at_eos) {
+    char prompt[64];
+    int hf[34];
+    sw8gen(prompt, sizeof prompt, hf);
+    static const struct { int k, bos_step; } cases[] = {{4, 3}, {0, -1}, {13, 9}, {33, 2}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int k = cases[c].k;
+        for (int j = 0; j < k; j++) ck_assert(hf[j] != hf[k]); /* HF generated it first at step k */
+        int bos = cases[c].bos_step >= 0 ? hf[cases[c].bos_step] : 1;
+        write_sw8_with_specials(TMP "/eos.bin", (uint32_t)bos, (uint32_t)hf[k]);
+        const char *argv[] = {"./raktn", TMP "/eos.bin", "--ids", prompt, "-t", "0", "-n", "34", "-v", NULL};
+        Result r = run(NULL, argv);
+        ck_assert_msg(r.status == 0, "%s", r.err);
+        int got[64];
+        const char *from = r.err;
+        int n = ids_after(&from, "generated ids: ", got, 64);
+        ck_assert_msg(n == k + 1, "eos_id %d (HF's step %d): %d tokens generated, want %d; stderr:\n%s", hf[k], k, n,
+                      k + 1, r.err);
+        for (int j = 0; j <= k; j++) ck_assert_msg(got[j] == hf[j], "step %d: %d, HF %d", j, got[j], hf[j]);
+        /* stdout: the tokens before EOS, each followed by a space */
+        char want[512] = "";
+        for (int j = 0; j < k; j++) snprintf(want + strlen(want), sizeof want - strlen(want), "%d ", hf[j]);
+        strcat(want, "\n");
+        ck_assert_msg(strcmp(r.out, want) == 0, "stdout '%s', want '%s'", r.out, want);
+        int pn, dn;
+        double ps, ds;
+        const char *line = strstr(r.err, "prefill ");
+        ck_assert(line && sscanf(line, "prefill %d tok %lf tok/s, decode %d tok %lf tok/s", &pn, &ps, &dn, &ds) == 4);
+        ck_assert_int_eq(pn, 6);
+        ck_assert_int_eq(dn, k + 1);
+        ck_assert_msg(!strstr(r.err, "end of the context"), "%s", r.err);
+        result_free(&r);
+    }
+}
+END_TEST
+
+/* Generation stops at the context's last position: with -c C and a prompt
+ * of n ids, the model reads positions 0..C-1, so exactly C - n + 1 tokens
+ * come out (the last one, predicted at position C-1, is output but never
+ * fed), and they are HF's. -c 6 leaves the 6-id prompt one token. */
+START_TEST(test_generation_stops_at_context_end) {
+    char prompt[64];
+    int hf[34];
+    sw8gen(prompt, sizeof prompt, hf);
+    static const int ctxs[] = {6, 7, 20, 39};
+    for (size_t c = 0; c < sizeof ctxs / sizeof ctxs[0]; c++) {
+        char cs[16];
+        snprintf(cs, sizeof cs, "%d", ctxs[c]);
+        const char *argv[] = {"./raktn", SW8, "--ids", prompt, "-t", "0", "-n", "100", "-c", cs, "-v", NULL};
+        Result r = run(NULL, argv);
+        ck_assert_msg(r.status == 0, "-c %s: %s", cs, r.err);
+        int got[128], want_n = ctxs[c] - 6 + 1;
+        const char *from = r.err;
+        int n = ids_after(&from, "generated ids: ", got, 128);
+        ck_assert_msg(n == want_n, "-c %d: %d tokens generated, want %d; stderr:\n%s", ctxs[c], n, want_n, r.err);
+        for (int j = 0; j < n; j++) ck_assert_msg(got[j] == hf[j], "-c %d, step %d: %d, HF %d", ctxs[c], j, got[j], hf[j]);
+        char msg[80];
+        snprintf(msg, sizeof msg, "reached the end of the context (%d positions)", ctxs[c]);
+        ck_assert_msg(strstr(r.err, msg) != NULL, "no '%s' on stderr: %s", msg, r.err);
+        result_free(&r);
+    }
+    /* -n equal to what the context allows: the same tokens, no message needed */
+    const char *argv[] = {"./raktn", SW8, "--ids", prompt, "-t", "0", "-n", "15", "-c", "40", "-v", NULL};
+    Result r = run(NULL, argv);
+    int got[64];
+    const char *from = r.err;
+    ck_assert_int_eq(ids_after(&from, "generated ids: ", got, 64), 15);
+    ck_assert(!strstr(r.err, "end of the context"));
+    result_free(&r);
+}
+END_TEST
+
+/* The model card's prompt template, written out here byte for byte
+ * (RakutenAI-7B-chat/-instruct model cards: FastChat's Vicuna v1.1). */
+#define CARD_SYSTEM                                                                                             \
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, " \
+    "detailed, and polite answers to the user's questions."
+
+/* ./raktn -m tokenize of text (BOS first, as AutoTokenizer) */
+static int tokenize(const char *text, int *ids, int cap) {
+    const char *argv[] = {"./raktn", T48K, "-m", "tokenize", "-i", text, NULL};
+    Result r = run(NULL, argv);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    int n = tu_parse_ids(r.out, ids, cap);
+    result_free(&r);
+    return n;
+}
+
+static void assert_same_ids(const int *got, int n_got, const int *want, int n_want, const char *what) {
+    char g[2048] = "", w[2048] = "";
+    for (int i = 0; i < n_got && strlen(g) < 2000; i++) sprintf(g + strlen(g), "%d ", got[i]);
+    for (int i = 0; i < n_want && strlen(w) < 2000; i++) sprintf(w + strlen(w), "%d ", want[i]);
+    ck_assert_msg(n_got == n_want && memcmp(got, want, (size_t)n_got * sizeof(int)) == 0, "%s:\n got  %s\n want %s",
+                  what, g, w);
+}
+
+/* chat: BOS exactly once, at the start of the conversation; each turn is the
+ * card's template around the user's line (turn 1 with the system sentence,
+ * later turns without), tokenized from the literal text above; every answer
+ * is closed by </s> (generated, or added), never by <s>. -y replaces the
+ * system sentence. */
+START_TEST(test_chat_template_and_bos_once) {
+    static const char *lines[3] = {"Hello, who are you?", "こんにちは、元気ですか？", "Tell me more."};
+    for (int sys = 0; sys < 2; sys++) {
+        const char *custom = "You are a terse assistant.";
+        const char *argv[] = {"./raktn", T48K, "-m", "chat", "-t", "0", "-n", "4", "-v",
+                              sys ? "-y" : NULL, custom, NULL};
+        Result r = run("Hello, who are you?\nこんにちは、元気ですか？\nTell me more.\n", argv);
+        ck_assert_msg(r.status == 0, "%s", r.err);
+        const char *from = r.err;
+        int bos_seen = 0;
+        for (int t = 0; t < 3; t++) {
+            int got[512], want[512], answer[64];
+            int n = ids_after(&from, "turn ids: ", got, 512);
+            ck_assert_msg(n > 0, "turn %d: no 'turn ids:' line; stderr:\n%s", t + 1, r.err);
+            char text[512];
+            if (t == 0) snprintf(text, sizeof text, "%s USER: %s ASSISTANT:", sys ? custom : CARD_SYSTEM, lines[t]);
+            else snprintf(text, sizeof text, "USER: %s ASSISTANT:", lines[t]);
+            int nw = tokenize(text, want, 512);
+            ck_assert_int_eq(want[0], 1);
+            char what[64];
+            snprintf(what, sizeof what, "turn %d's ids", t + 1);
+            if (t == 0) assert_same_ids(got, n, want, nw, what);
+            else assert_same_ids(got, n, want + 1, nw - 1, what); /* the same text without BOS */
+            for (int i = 0; i < n; i++) bos_seen += got[i] == 1;
+            ck_assert_msg(t > 0 || got[0] == 1, "the conversation does not start with BOS");
+            int na = ids_after(&from, "answer ids: ", answer, 64);
+            ck_assert_msg(na >= 1 && na <= 4, "turn %d: %d answer ids", t + 1, na);
+            if (answer[na - 1] != 2) { /* cut short by -n: closed with </s> */
+                int closing[4];
+                const char *c = strstr(from, "closing ids: "), *next = strstr(from, "turn ids: ");
+                ck_assert_msg(c && (!next || c < next), "turn %d: answer not closed by </s>", t + 1);
+                ck_assert_int_eq(ids_after(&from, "closing ids: ", closing, 4), 1);
+                ck_assert_int_eq(closing[0], 2);
+                bos_seen += closing[0] == 1;
+            }
+        }
+        ck_assert_msg(strstr(from, "turn ids: ") == NULL, "more than three turns");
+        /* what raktn adds (the model's answers are its own business) */
+        ck_assert_msg(bos_seen == 1, "BOS %d times in the turns raktn fed", bos_seen);
+        result_free(&r);
+    }
+}
+END_TEST
+
 Suite *cli_suite(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("raktn");
@@ -302,6 +482,9 @@ Suite *cli_suite(void) {
     tcase_add_test(tc, test_top_k_view);
     tcase_add_test(tc, test_bad_flags);
     tcase_add_test(tc, test_bad_model_files);
+    tcase_add_test(tc, test_generation_stops_at_eos);
+    tcase_add_test(tc, test_generation_stops_at_context_end);
+    tcase_add_test(tc, test_chat_template_and_bos_once);
     suite_add_tcase(s, tc);
     return s;
 }
