@@ -204,6 +204,8 @@ static int plain_kernels;
 static int matmul_fast(float *out, const float *x, const void *w, int batch, int n, int d, int dtype);
 static int attention_fast(const Config *c, RunState *s, int layer, int n, int pos);
 static int silu_fast(float *x, size_t n);
+static int elementwise_fast(float *x, const float *y, size_t n, char op);
+static int rmsnorm_fast(float *out, const float *x, const void *w, int rows, int n, float eps, int dtype);
 static float *fast_kv_cache(size_t floats);
 static void fast_kv_cache_free(float *p, size_t floats);
 static void fast_init(RunState *s, const Config *c);
@@ -283,13 +285,18 @@ static void matmul(real *out, const real *x, const void *w, int batch, int n, in
         }
 }
 
-/* MistralRMSNorm: out = w * x / sqrt(mean(x^2) + eps). No mean subtracted,
- * no bias; w is a learned per-channel scale. */
-static void rmsnorm(real *out, const real *x, const void *w, int n, float eps, int dtype) {
+/* MistralRMSNorm: out = w * x / sqrt(mean(x^2) + eps) for each of `rows`
+ * vectors of n. No mean subtracted, no bias; w is a learned per-channel
+ * scale. */
+static void rmsnorm_row(real *out, const real *x, const void *w, int n, float eps, int dtype) {
     double ss = 0; /* double: the one long sum here */
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
     real inv = 1 / sqrt((real)(ss / n) + eps);
     for (int i = 0; i < n; i++) out[i] = weight_at(w, (size_t)i, dtype) * (x[i] * inv);
+}
+static void rmsnorm(real *out, const real *x, const void *w, int rows, int n, float eps, int dtype) {
+    if (FAST(rmsnorm_fast(out, x, w, rows, n, eps, dtype))) return;
+    for (int r = 0; r < rows; r++) rmsnorm_row(out + (size_t)r * n, x + (size_t)r * n, w, n, eps, dtype);
 }
 
 /* MistralRotaryEmbedding: the cosine and sine of each position's angles,
@@ -342,9 +349,11 @@ static void silu(real *x, size_t n) {
 
 /* x *= y (the MLP's gating) and x += y (the residual connections) */
 static void mul_in_place(real *x, const real *y, size_t n) {
+    if (FAST(elementwise_fast(x, y, n, '*'))) return;
     for (size_t i = 0; i < n; i++) x[i] *= y[i];
 }
 static void add_in_place(real *x, const real *y, size_t n) {
+    if (FAST(elementwise_fast(x, y, n, '+'))) return;
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
@@ -456,7 +465,7 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
         const LayerWeights *L = &w->layers[l];
 
         /* MistralDecoderLayer, first half: x = x + self_attn(input_layernorm(x)) */
-        for (int b = 0; b < n; b++) rmsnorm(s->xb + (size_t)b * D, s->x + (size_t)b * D, L->input_layernorm, D, eps, dt);
+        rmsnorm(s->xb, s->x, L->input_layernorm, n, D, eps, dt);
         trace(tr, "input_layernorm", l, pos, s->xb, n, D);
         matmul(s->q, s->xb, L->wq, n, D, q_dim, dt);
         trace(tr, "self_attn.q_proj", l, pos, s->q, n, q_dim);
@@ -480,8 +489,7 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
 
         /* second half, MistralMLP: x = x + down_proj(act_fn(gate_proj(h)) * up_proj(h)),
          * h = post_attention_layernorm(x) (SwiGLU) */
-        for (int b = 0; b < n; b++)
-            rmsnorm(s->xb + (size_t)b * D, s->x + (size_t)b * D, L->post_attention_layernorm, D, eps, dt);
+        rmsnorm(s->xb, s->x, L->post_attention_layernorm, n, D, eps, dt);
         trace(tr, "post_attention_layernorm", l, pos, s->xb, n, D);
         matmul(s->gate, s->xb, L->w_gate, n, D, F, dt);
         trace(tr, "mlp.gate_proj", l, pos, s->gate, n, F);
@@ -499,7 +507,7 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
     /* model.norm, then lm_head: the logits of the next token (only for the
      * positions whose logits are wanted) */
     int first = all || tr ? 0 : n - 1;
-    for (int b = first; b < n; b++) rmsnorm(s->xb + (size_t)b * D, s->x + (size_t)b * D, w->norm, D, eps, dt);
+    rmsnorm(s->xb + (size_t)first * D, s->x + (size_t)first * D, w->norm, n - first, D, eps, dt);
     trace(tr, "model.norm", -1, pos, s->xb, n, D);
     if (!logits) return;
     first = all ? 0 : n - 1;
@@ -898,8 +906,22 @@ static inline ALWAYS_INLINE void matmul_tile(float *out, const float *xt, int bp
  * delivers them). R rows share each load of x; the order within an output
  * does not depend on R. R = 1 streams best; R = 4 is for rows so long (the
  * 7B's down_proj) that x no longer fits in L1. bf16 rows are prefetched
- * 4 KB ahead (split over the R rows), non-temporally so that the weights do
- * not evict x; fp32 rows go without (it cost them speed). */
+ * 4 KB ahead (split over the R rows); fp32 rows go without (it cost them
+ * speed). The hint is the CPU's: non-temporal on AMD (the weights do not
+ * evict x), into all caches elsewhere (non-temporal halved bf16 decode on
+ * an Intel Xeon; notes/performance.md). */
+static int bf16_prefetch_nt = -1;
+static int prefetch_hint_nt(void) {
+    if (bf16_prefetch_nt < 0) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+        __builtin_cpu_init();
+        bf16_prefetch_nt = __builtin_cpu_is("amd") ? 1 : 0;
+#else
+        bf16_prefetch_nt = 0;
+#endif
+    }
+    return bf16_prefetch_nt;
+}
 #ifndef DECODE_ROWS
 #if defined(__AVX512F__)
 #define DECODE_ROWS 4 /* R = 4 for long rows: 16 accumulators fit in 32 registers */
@@ -915,13 +937,13 @@ static inline ALWAYS_INLINE void dot_rows(float *out, const void *w, size_t row,
     vec16 a[4][4];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < 4; c++) a[r][c] = v_zero();
-    int k = 0;
+    int k = 0, nt = dtype == DTYPE_BF16 && bf16_prefetch_nt == 1;
     for (; k + 64 <= n; k += 64) {
         if (dtype == DTYPE_BF16)
             for (int r = 0; r < R; r++) {
                 const char *ahead = (const char *)(wh + (size_t)r * n + k) + 4096 / R;
-                prefetch_nt(ahead);
-                prefetch_nt(ahead + 64);
+                if (nt) prefetch_nt(ahead), prefetch_nt(ahead + 64);
+                else prefetch(ahead), prefetch(ahead + 64);
             }
         for (int c = 0; c < 4; c++) {
             vec16 xv = v_load(x + k + 16 * c);
@@ -1011,6 +1033,7 @@ static void tiles_task(void *ctx, int begin, int end, int thread) {
 static int matmul_fast(float *out, const float *x, const void *w, int batch, int n, int d, int dtype) {
     MatmulTask t = {out, x, NULL, w, batch, (batch + 15) / 16 * 16, n, d, dtype, 1};
     if (batch == 1) {
+        prefetch_hint_nt();
         t.R = n > 8192 && d % 4 == 0 && DECODE_ROWS == 4 ? 4 : 1;
         parallel_for(d / t.R, GUIDED, 16, matvec_task, &t);
         return 1;
@@ -1032,6 +1055,37 @@ static int silu_fast(float *x, size_t n) {
     if (n / 1024 >= INT_MAX) return 0;
     SiluTask t = {x, n};
     parallel_for((int)((n + 1023) / 1024), STATIC, 1, silu_task, &t);
+    return 1;
+}
+
+/* mul_in_place() and add_in_place() (Part 1) on every core, a chunk's worth
+ * at a time (a decode step's few thousand stay on one): the same bits */
+typedef struct { float *x; const float *y; size_t n; char op; } ElementTask;
+static void element_task(void *ctx, int begin, int end, int thread) {
+    ElementTask *t = ctx;
+    size_t stop = (size_t)end * 16384 < t->n ? (size_t)end * 16384 : t->n;
+    if (t->op == '*')
+        for (size_t i = (size_t)begin * 16384; i < stop; i++) t->x[i] *= t->y[i];
+    else
+        for (size_t i = (size_t)begin * 16384; i < stop; i++) t->x[i] += t->y[i];
+}
+static int elementwise_fast(float *x, const float *y, size_t n, char op) {
+    if (n <= 16384 || n / 16384 >= INT_MAX) return 0;
+    ElementTask t = {x, y, n, op};
+    parallel_for((int)((n + 16383) / 16384), STATIC, 1, element_task, &t);
+    return 1;
+}
+
+/* rmsnorm() (Part 1): its rows on every core, each by rmsnorm_row */
+typedef struct { float *out; const float *x; const void *w; int n, dtype; float eps; } NormTask;
+static void norm_task(void *ctx, int begin, int end, int thread) {
+    NormTask *t = ctx;
+    for (int r = begin; r < end; r++) rmsnorm_row(t->out + (size_t)r * t->n, t->x + (size_t)r * t->n, t->w, t->n, t->eps, t->dtype);
+}
+static int rmsnorm_fast(float *out, const float *x, const void *w, int rows, int n, float eps, int dtype) {
+    if (rows < 2) return 0;
+    NormTask t = {out, x, w, n, dtype, eps};
+    parallel_for(rows, STATIC, 1, norm_task, &t);
     return 1;
 }
 

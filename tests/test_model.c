@@ -651,17 +651,35 @@ START_TEST(test_batched_matmul_edges) {
 }
 END_TEST
 
-/* silu_fast computes silu()'s expression element by element: same bits. */
-START_TEST(test_silu_fast_is_silu) {
-    enum { N = 1000 };
-    static float a[N], b[N];
+/* silu_fast, elementwise_fast and rmsnorm_fast compute their plain twins'
+ * expressions element by element (row by row) on several threads: the same
+ * bits, on sizes that split over the threads with a partial last share. */
+START_TEST(test_elementwise_twins_are_exact) {
+    enum { N = 3 * 16384 + 1000, ROWS = 7, DIM = 300 };
+    static float a[N], b[N], y[N], wn[DIM];
     uint64_t rng = 5;
-    for (int i = 0; i < N; i++) a[i] = b[i] = 60 * random_f32(&rng) - 30;
-    silu_fast(a, N);
+    for (int i = 0; i < N; i++) a[i] = b[i] = 60 * random_f32(&rng) - 30, y[i] = random_f32(&rng) - 0.5f;
+    for (int i = 0; i < DIM; i++) wn[i] = random_f32(&rng) + 0.5f;
+    ck_assert(silu_fast(a, N));
     plain_kernels = 1;
     silu(b, N);
     plain_kernels = 0;
     ck_assert_msg(memcmp(a, b, sizeof a) == 0, "silu_fast differs from silu");
+    const char ops[] = {'*', '+'};
+    for (int k = 0; k < 2; k++) {
+        ck_assert(elementwise_fast(a, y, N, ops[k]));
+        plain_kernels = 1;
+        if (ops[k] == '*') mul_in_place(b, y, N);
+        else add_in_place(b, y, N);
+        plain_kernels = 0;
+        ck_assert_msg(memcmp(a, b, sizeof a) == 0, "elementwise_fast '%c' differs from its plain twin", ops[k]);
+    }
+    static float na[ROWS * DIM], nb[ROWS * DIM];
+    ck_assert(rmsnorm_fast(na, y, wn, ROWS, DIM, 1e-5f, DTYPE_F32));
+    plain_kernels = 1;
+    rmsnorm(nb, y, wn, ROWS, DIM, 1e-5f, DTYPE_F32);
+    plain_kernels = 0;
+    ck_assert_msg(memcmp(na, nb, sizeof na) == 0, "rmsnorm_fast differs from rmsnorm");
 }
 END_TEST
 
@@ -731,7 +749,7 @@ Suite *model_suite(void) {
     tcase_add_loop_test(tc, test_plain_kernels_match_hf, 0, N_CASES);
     tcase_add_test(tc, test_decode_kernels_agree);
     tcase_add_test(tc, test_batched_matmul_edges);
-    tcase_add_test(tc, test_silu_fast_is_silu);
+    tcase_add_test(tc, test_elementwise_twins_are_exact);
     tcase_add_test(tc, test_softmax_fast);
 #endif
     suite_add_tcase(s, tc);
