@@ -25,9 +25,15 @@
  *                     (-DRAKTN_PLAIN; same results within rounding)
  * Usage: ./raktn MODEL.bin -i "prompt"    (./raktn -h for everything else)
  */
-#define _DEFAULT_SOURCE   /* glibc, musl: MAP_ANONYMOUS, madvise(MADV_HUGEPAGE) */
-#define _DARWIN_C_SOURCE  /* macOS: MAP_ANON, madvise */
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE /* glibc, musl: MAP_ANONYMOUS, madvise(MADV_HUGEPAGE) */
+#endif
+#ifndef _DARWIN_C_SOURCE
+#define _DARWIN_C_SOURCE /* macOS: MAP_ANON, madvise */
+#endif
+#ifndef _FILE_OFFSET_BITS
 #define _FILE_OFFSET_BITS 64 /* 32-bit hosts: files over 2 GiB */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
