@@ -774,6 +774,7 @@ static inline float v_sum(vec16 v) {
 #else
 #define VLEN 4
 #endif
+#pragma GCC diagnostic ignored "-Wpsabi" /* vectors passed between inlined functions only */
 typedef float vN __attribute__((vector_size(VLEN * 4)));
 typedef uint32_t uN __attribute__((vector_size(VLEN * 4)));
 typedef uint16_t hN __attribute__((vector_size(VLEN * 2)));
@@ -799,8 +800,10 @@ static inline vec16 v_load_bf16(const uint16_t *p) { /* widen: u16 -> u32, << 16
     return v;
 }
 static inline vec16 v_set1(float f) {
+    vN b;
+    for (int j = 0; j < VLEN; j++) b[j] = f; /* (a scalar operand would be a double on x87 and s390x) */
     vec16 v;
-    for (int i = 0; i < NP; i++) v.p[i] = (vN){0} + f;
+    for (int i = 0; i < NP; i++) v.p[i] = b;
     return v;
 }
 static inline void v_store(float *p, vec16 v) {
