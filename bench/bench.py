@@ -152,11 +152,12 @@ RAKTN = os.path.join(ROOT, "raktn")
 
 
 def flops_per_token(h, mean_pos):
-    """Prefill arithmetic per position: 2 flops per weight of every matrix
-    but the embedding table, and 2 x 2 per query-key and weight-value
+    """Prefill arithmetic per position: 2 flops per weight of every layer
+    matrix (not the embedding table, nor lm_head, which a prompt runs for
+    its last position only), and 2 x 2 per query-key and weight-value
     multiply-add of attention over mean_pos keys."""
     es = 4 if h["dtype"] == 0 else 2
-    matrices = (h["file_size"] - 256) / es - (0 if h["tied"] else h["vocab"] * h["dim"])
+    matrices = (h["file_size"] - 256) / es - h["vocab"] * h["dim"] * (1 if h["tied"] else 2)
     attention = 4 * h["n_layers"] * h["n_heads"] * h["head_dim"] * mean_pos
     return 2 * matrices + attention
 

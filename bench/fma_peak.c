@@ -65,19 +65,20 @@ static double now_s(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+/* twelve chains in twelve named registers (an array indexed in a loop may
+ * be kept in memory, which measures store forwarding, not the FMA units) */
+#define CH(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 static float run(void) {
-    V acc[CHAINS], a = SET(0.999999f), b = SET(1e-7f);
-    for (int i = 0; i < CHAINS; i++) acc[i] = SET((float)i);
-    for (long it = 0; it < ITERS; it++)
-        for (int i = 0; i < CHAINS; i++) {
-            acc[i] = FMA(acc[i], a, b);
-            KEEP(acc[i]); /* keep every chain (no folding) */
-        }
-    float out[LANES] = {0}, s = 0;
-    for (int i = 0; i < CHAINS; i++) {
-        __builtin_memcpy(out, &acc[i], sizeof out);
-        s += out[0];
+    V a = SET(0.999999f), b = SET(1e-7f);
+#define DECL(i) V c##i = SET((float)i);
+    CH(DECL)
+    for (long it = 0; it < ITERS; it++) {
+#define STEP(i) c##i = FMA(c##i, a, b); KEEP(c##i);
+        CH(STEP)
     }
+    float out[LANES] = {0}, s = 0;
+#define SUM(i) __builtin_memcpy(out, &c##i, sizeof out); s += out[0];
+    CH(SUM)
     return s;
 }
 
