@@ -1042,7 +1042,6 @@ static void tiles_task(void *ctx, int begin, int end, int thread) {
 static int matmul_fast(float *out, const float *x, const void *w, int batch, int n, int d, int dtype) {
     MatmulTask t = {out, x, NULL, w, batch, (batch + 15) / 16 * 16, n, d, dtype, 1};
     if (batch == 1) {
-        prefetch_hint_nt();
         t.R = n > 8192 && d % 4 == 0 && DECODE_ROWS == 4 ? 4 : 1;
         parallel_for(d / t.R, GUIDED, 16, matvec_task, &t);
         return 1;
@@ -1389,6 +1388,7 @@ static void fast_kv_cache_free(float *p, size_t floats) {
 static void fast_init(RunState *s, const Config *c) {
     struct Fast *f = xcalloc(1, sizeof *f);
     f->threads = thread_count();
+    prefetch_hint_nt();
     f->key_slots = s->cache_len + 16; /* at most cache_len + 15 keys in a block of the prompt */
     size_t per_thread = size_mul((size_t)(c->n_heads / c->n_kv_heads), (size_t)s->cache_len);
     if (per_thread < size_mul((size_t)f->key_slots, 16)) per_thread = (size_t)f->key_slots * 16;
@@ -1942,6 +1942,7 @@ typedef struct {
     Trace trace;
     Tensor *t;
     int count, cap, n, n_heads;
+    Trace *also; /* NULL, or a trace that sees every output too (--hidden with --dump) */
 } Dump;
 
 static Tensor *dump_tensor(Dump *d, const char *name, int ndim, long s0, long s1, long s2) {
@@ -1973,6 +1974,7 @@ static void dump_output(Trace *tr, const char *module, int layer, int pos, const
     dump_name(name, sizeof name, module, layer);
     Tensor *t = dump_tensor(d, name, 2, d->n, cols, 0);
     memcpy(t->data + (size_t)pos * cols, x, (size_t)rows * cols * sizeof(real));
+    trace(d->also, module, layer, pos, x, rows, cols);
 }
 
 static void dump_weights(Trace *tr, int layer, int h, int p, int first, const real *w, int n_keys) {
@@ -2026,7 +2028,7 @@ static void run_logits(Model *m, RunState *s, const Options *o, Tokenizer *tok) 
     check_fits(n, s);
     if (!o->ids || o->verbose) print_ids("ids: ", ids, n);
     Hidden hs = {{hidden_output, NULL}, NULL, n, c->n_layers, c->dim};
-    Dump dump = {{dump_output, dump_weights}, NULL, 0, 0, n, c->n_heads};
+    Dump dump = {{dump_output, dump_weights}, NULL, 0, 0, n, c->n_heads, o->hidden_path ? &hs.trace : NULL};
     Trace *tr = o->dump_dir ? &dump.trace : o->hidden_path ? &hs.trace : NULL;
     size_t hidden_size = size_mul(size_mul((uint64_t)c->n_layers + 1, (uint64_t)n), (uint64_t)c->dim);
     if (o->hidden_path) hs.h = xcalloc(hidden_size, sizeof(real));
@@ -2037,18 +2039,6 @@ static void run_logits(Model *m, RunState *s, const Options *o, Tokenizer *tok) 
     for (int i = 0; i < n; i += CHUNK) {
         int len = n - i < CHUNK ? n - i : CHUNK;
         forward_chunk(m, s, ids + i, len, i, logits, 1, tr);
-        if (tr == &dump.trace && o->hidden_path) /* --hidden from the dump's rows */
-            for (int b = 0; b < len; b++) {
-                static const char *rows_of[] = {"model.embed_tokens", "model.norm"};
-                for (int k = 0; k <= c->n_layers; k++) {
-                    char name[64];
-                    if (k == 0 || k == c->n_layers) snprintf(name, sizeof name, "%s", rows_of[k ? 1 : 0]);
-                    else snprintf(name, sizeof name, "model.layers.%d", k - 1);
-                    Tensor *t = dump_tensor(&dump, name, 2, n, c->dim, 0);
-                    memcpy(hs.h + ((size_t)k * n + i + b) * c->dim, t->data + (size_t)(i + b) * c->dim,
-                           (size_t)c->dim * sizeof(real));
-                }
-            }
         if (o->out_path) out_write(&out, logits, (size_t)len * c->vocab_size * sizeof(real));
         for (int b = 0; b < len && o->top_k > 0; b++) {
             const real *row = logits + (size_t)b * c->vocab_size;

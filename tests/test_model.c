@@ -105,16 +105,21 @@ static void assert_logits_match(const Fixture *f, const float *logits, const cha
     }
 }
 
-START_TEST(test_logits_match_hf) {
+/* One batched pass over case k's sequence, its logits held to HF's */
+static void check_logits_match_hf(int k, const char *label) {
     Fixture f;
-    fixture_open(&f, &CASES[_i]);
+    fixture_open(&f, &CASES[k]);
     float *logits = calloc((size_t)f.n * f.m.config.vocab_size, sizeof(float));
     run_all(&f, logits, NULL);
     char what[128];
-    snprintf(what, sizeof what, "%s vs HF %s", CASES[_i].model, CASES[_i].ref);
+    snprintf(what, sizeof what, "%s%s vs HF %s", label, CASES[k].model, CASES[k].ref);
     assert_logits_match(&f, logits, what);
     free(logits);
     fixture_close(&f);
+}
+
+START_TEST(test_logits_match_hf) {
+    check_logits_match_hf(_i, "");
 }
 END_TEST
 
@@ -284,15 +289,7 @@ END_TEST
 #ifndef RAKTN_PLAIN
 START_TEST(test_plain_kernels_match_hf) {
     plain_kernels = 1;
-    Fixture f;
-    fixture_open(&f, &CASES[_i]);
-    float *logits = calloc((size_t)f.n * f.m.config.vocab_size, sizeof(float));
-    run_all(&f, logits, NULL);
-    char what[128];
-    snprintf(what, sizeof what, "plain %s vs HF %s", CASES[_i].model, CASES[_i].ref);
-    assert_logits_match(&f, logits, what);
-    free(logits);
-    fixture_close(&f);
+    check_logits_match_hf(_i, "plain ");
     plain_kernels = 0;
 }
 END_TEST
@@ -529,7 +526,7 @@ START_TEST(test_dump_matches_hf) {
     const Config *c = &f.m.config;
     RunState st;
     init_state(&st, c, c->max_seq_len);
-    Dump d = {{dump_output, dump_weights}, NULL, 0, 0, f.n, c->n_heads};
+    Dump d = {{dump_output, dump_weights}, NULL, 0, 0, f.n, c->n_heads, NULL};
     float *logits = calloc((size_t)CHUNK * c->vocab_size, sizeof(float));
     for (int i = 0; i < f.n; i += CHUNK) {
         int len = f.n - i < CHUNK ? f.n - i : CHUNK;
