@@ -800,8 +800,14 @@ static inline vec16 v_load_bf16(const uint16_t *p) { /* widen: u16 -> u32, << 16
     return v;
 }
 static inline vec16 v_set1(float f) {
-    vN b;
-    for (int j = 0; j < VLEN; j++) b[j] = f; /* (a scalar operand would be a double on x87 and s390x) */
+    /* an initializer of VLEN copies: one broadcast instruction (filling the
+     * lanes one by one became a chain of inserts; a scalar operand of a
+     * vector op would be a double on x87 and s390x) */
+#if VLEN == 8
+    vN b = {f, f, f, f, f, f, f, f};
+#else
+    vN b = {f, f, f, f};
+#endif
     vec16 v;
     for (int i = 0; i < NP; i++) v.p[i] = b;
     return v;
