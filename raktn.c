@@ -882,8 +882,13 @@ static inline float v_sum(vec16 v) { /* the same tree as the AVX-512 version */
 #define TILE_VECS 1
 #endif
 #endif
-static inline ALWAYS_INLINE void matmul_tile(float *out, const float *xt, int bp, const void *w, int n, int d,
+#define PANEL (16 * TILE_VECS) /* positions per panel of the input's columns */
+#ifndef GROUP_BYTES
+#define GROUP_BYTES ((size_t)1 << 20) /* weight rows a thread keeps in L2 while the panels go by */
+#endif
+static inline ALWAYS_INLINE void matmul_tile(float *out, const float *xt, const void *w, int n, int d,
                                              int i0, int b0, int batch, int nv, int dtype) {
+    const float *xp = xt + (size_t)b0 * n; /* the panel of positions b0 .. b0 + 16nv - 1 */
     const float *wf[TILE_ROWS];
     const uint16_t *wh[TILE_ROWS];
     for (int r = 0; r < TILE_ROWS; r++) {
@@ -896,7 +901,7 @@ static inline ALWAYS_INLINE void matmul_tile(float *out, const float *xt, int bp
         for (int v = 0; v < nv; v++) acc[r][v] = v_zero();
     for (int k = 0; k < n; k++) {
         vec16 xv[TILE_VECS];
-        for (int v = 0; v < nv; v++) xv[v] = v_keep(v_load(xt + (size_t)k * bp + b0 + 16 * v));
+        for (int v = 0; v < nv; v++) xv[v] = v_keep(v_load(xp + (size_t)k * 16 * nv + 16 * v));
         for (int r = 0; r < TILE_ROWS; r++) {
             vec16 wv = v_set1(dtype == DTYPE_F32 ? wf[r][k] : bf16_to_f32(wh[r][k]));
             for (int v = 0; v < nv; v++) acc[r][v] = v_madd(acc[r][v], wv, xv[v]);
@@ -985,9 +990,12 @@ typedef struct { float *xt; const float *x; int batch, bp, n; } ColumnsTask;
 static void columns_task(void *ctx, int begin, int end, int thread) {
     ColumnsTask *t = ctx;
     for (int k0 = begin * 16; k0 < end * 16 && k0 < t->n; k0 += 16) /* 16 columns at a time */
-        for (int b = 0; b < t->bp; b++)
+        for (int b = 0; b < t->bp; b++) {
+            int b0 = b / PANEL * PANEL, pw = t->bp - b0 < PANEL ? t->bp - b0 : PANEL;
+            float *panel = t->xt + (size_t)b0 * t->n + (b - b0);
             for (int k = k0; k < k0 + 16 && k < t->n; k++)
-                t->xt[(size_t)k * t->bp + b] = b < t->batch ? t->x[(size_t)b * t->n + k] : 0.0f;
+                panel[(size_t)k * pw] = b < t->batch ? t->x[(size_t)b * t->n + k] : 0.0f;
+        }
 }
 
 static const float *to_columns(const float *x, int batch, int n) {
@@ -1027,22 +1035,30 @@ static void matvec_task(void *ctx, int begin, int end, int thread) {
 
 static void tiles_task(void *ctx, int begin, int end, int thread) {
     MatmulTask *t = ctx;
-    for (int i0 = begin * TILE_ROWS; i0 < end * TILE_ROWS; i0 += TILE_ROWS)
-        for (int b0 = 0; b0 < t->bp; b0 += 16 * TILE_VECS) {
-            int nv = (t->bp - b0) / 16 < TILE_VECS ? (t->bp - b0) / 16 : TILE_VECS;
+    int group = (int)(GROUP_BYTES / ((size_t)TILE_ROWS * t->n * (t->dtype == DTYPE_F32 ? 4 : 2)));
+    if (group < 1) group = 1;
+    for (int g0 = begin; g0 < end; g0 += group) { /* tiles g0 .. g1-1: their rows stay in L2 */
+        int g1 = g0 + group < end ? g0 + group : end;
+        for (int b0 = 0; b0 < t->bp; b0 += PANEL) /* one panel after the other through them */
+            for (int i0 = g0 * TILE_ROWS; i0 < g1 * TILE_ROWS; i0 += TILE_ROWS) {
+                int nv = (t->bp - b0) / 16 < TILE_VECS ? (t->bp - b0) / 16 : TILE_VECS;
 #define TILE(NV)                                                                                              \
     case NV:                                                                                                  \
-        if (t->dtype == DTYPE_F32) matmul_tile(t->out, t->xt, t->bp, t->w, t->n, t->d, i0, b0, t->batch, NV, DTYPE_F32); \
-        else matmul_tile(t->out, t->xt, t->bp, t->w, t->n, t->d, i0, b0, t->batch, NV, DTYPE_BF16);         \
+        if (t->dtype == DTYPE_F32) matmul_tile(t->out, t->xt, t->w, t->n, t->d, i0, b0, t->batch, NV, DTYPE_F32); \
+        else matmul_tile(t->out, t->xt, t->w, t->n, t->d, i0, b0, t->batch, NV, DTYPE_BF16);         \
         break
-            switch (nv) {
-                TILE(1);
+                switch (nv) {
+                    TILE(1);
 #if TILE_VECS >= 2
-                TILE(2);
+                    TILE(2);
 #endif
-            }
+#if TILE_VECS >= 3
+                    TILE(3);
+#endif
+                }
 #undef TILE
-        }
+            }
+    }
 }
 
 static int matmul_fast(float *out, const float *x, const void *w, int batch, int n, int d, int dtype) {
