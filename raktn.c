@@ -924,29 +924,30 @@ static inline ALWAYS_INLINE void matmul_tile(float *out, const float *xt, const 
  * 64-weight blocks so that four multiply-adds are in flight (one chain
  * would wait on each add's latency and stream weights slower than memory
  * delivers them). R rows share each load of x; the order within an output
- * does not depend on R. R = 1 streams best; R = 4 is for rows so long (the
- * 7B's down_proj) that x no longer fits in L1. bf16 rows are prefetched
- * 4 KB ahead (split over the R rows); fp32 rows go without (it cost them
- * speed). The hint is the CPU's: non-temporal on AMD (the weights do not
- * evict x), into all caches elsewhere (non-temporal halved bf16 decode on
- * an Intel Xeon; notes/performance.md). */
-static int bf16_prefetch_nt = -1;
-static int prefetch_hint_nt(void) {
-    if (bf16_prefetch_nt < 0) {
+ * does not depend on R. bf16 rows are prefetched 4 KB ahead (split over the
+ * R rows); fp32 rows go without (it cost them speed). Two choices are the
+ * CPU's (notes/performance.md): on AMD, R = 1 streams best except for rows
+ * so long (the 7B's down_proj) that x no longer fits in L1, and the hint
+ * is non-temporal (the weights do not evict x); on the Intel Xeon measured,
+ * four rows at once (four streams in flight) read 25-35% faster than one,
+ * and a non-temporal hint halved bf16 decode. */
+static int cpu_amd = -1;
+static int cpu_is_amd(void) {
+    if (cpu_amd < 0) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
         __builtin_cpu_init();
-        bf16_prefetch_nt = __builtin_cpu_is("amd") ? 1 : 0;
+        cpu_amd = __builtin_cpu_is("amd") ? 1 : 0;
 #else
-        bf16_prefetch_nt = 0;
+        cpu_amd = 0;
 #endif
     }
-    return bf16_prefetch_nt;
+    return cpu_amd;
 }
 #ifndef DECODE_ROWS
-#if defined(__AVX512F__)
-#define DECODE_ROWS 4 /* R = 4 for long rows: 16 accumulators fit in 32 registers */
+#if defined(__AVX512F__) || defined(__AVX__)
+#define DECODE_ROWS 4 /* AVX2: 32 accumulator halves in 16 registers spill, and still read faster */
 #else
-#define DECODE_ROWS 1 /* with 16 registers of 8 floats, 4 rows would spill */
+#define DECODE_ROWS 1
 #endif
 #endif
 static inline ALWAYS_INLINE void dot_rows(float *out, const void *w, size_t row, const float *x, int n, int dtype,
@@ -957,7 +958,7 @@ static inline ALWAYS_INLINE void dot_rows(float *out, const void *w, size_t row,
     vec16 a[4][4];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < 4; c++) a[r][c] = v_zero();
-    int k = 0, nt = dtype == DTYPE_BF16 && bf16_prefetch_nt == 1;
+    int k = 0, nt = dtype == DTYPE_BF16 && cpu_amd == 1;
     for (; k + 64 <= n; k += 64) {
         if (dtype == DTYPE_BF16)
             for (int r = 0; r < R; r++) {
@@ -1064,7 +1065,7 @@ static void tiles_task(void *ctx, int begin, int end, int thread) {
 static int matmul_fast(float *out, const float *x, const void *w, int batch, int n, int d, int dtype) {
     MatmulTask t = {out, x, NULL, w, batch, (batch + 15) / 16 * 16, n, d, dtype, 1};
     if (batch == 1) {
-        t.R = n > 8192 && d % 4 == 0 && DECODE_ROWS == 4 ? 4 : 1;
+        t.R = DECODE_ROWS == 4 && d % 4 == 0 && (n > 8192 || cpu_amd == 0) ? 4 : 1;
         parallel_for(d / t.R, GUIDED, 16, matvec_task, &t);
         return 1;
     }
@@ -1410,7 +1411,7 @@ static void fast_kv_cache_free(float *p, size_t floats) {
 static void fast_init(RunState *s, const Config *c) {
     struct Fast *f = xcalloc(1, sizeof *f);
     f->threads = thread_count();
-    prefetch_hint_nt();
+    cpu_is_amd();
     f->key_slots = s->cache_len + 16; /* at most cache_len + 15 keys in a block of the prompt */
     size_t per_thread = size_mul((size_t)(c->n_heads / c->n_kv_heads), (size_t)s->cache_len);
     if (per_thread < size_mul((size_t)f->key_slots, 16)) per_thread = (size_t)f->key_slots * 16;
