@@ -8,6 +8,7 @@
    bf16 model.bin:
      1b    hidden 2048, 16 layers, 16/4 heads, intermediate 7168, vocab 48000
      7b2l  the exact 7B layer shapes (4096, 32/8 heads, 14336, vocab 48000), 2 layers
+     7b    all 32 layers of them, bf16 only (14.7 GB), written by bench/synth7b.py
 2. Measures raktn's prefill (a --prompt-token prompt given as ids) and decode
    (--gen greedy tokens) tok/s, as raktn prints them on stderr, and its peak
    RSS, for each model, storage and thread count.
@@ -51,6 +52,7 @@ WORK = os.path.join(ROOT, "bench", "work")
 MODELS = {  # name -> make_checkpoint.py shape arguments
     "1b": dict(hidden=2048, layers=16, heads=16, kv=4, inter=7168),
     "7b2l": dict(hidden=4096, layers=2, heads=32, kv=8, inter=14336),
+    "7b": None,  # the full RakutenAI-7B shape, bf16 only: bench/synth7b.py (14.7 GB, no HF checkpoint)
 }
 VOCAB = 48000
 
@@ -66,6 +68,12 @@ def run(cmd, **kw):
 def ensure_model(name):
     """bench/work/NAME-{f32,bf16}/model.bin, generated and exported once."""
     s = MODELS[name]
+    if s is None:
+        out = os.path.join(WORK, f"{name}-bf16")
+        if not os.path.exists(os.path.join(out, "model.bin")):
+            os.makedirs(out, exist_ok=True)
+            run([sys.executable, os.path.join(ROOT, "bench", "synth7b.py"), os.path.join(out, "model.bin")])
+        return
     hf = os.path.join(WORK, "hf-" + name)
     if not os.path.exists(os.path.join(hf, "config.json")):
         log(f"generating {hf} (stdlib Python: a few minutes)")
@@ -237,7 +245,7 @@ def main():
             lpp, ltg = llama(t, a.prompt, a.gen)
             log(f"  llama.cpp {gguf_of} F32: pp {lpp:.2f} tg {ltg:.2f} (load average before: {lload:.2f})")
         for m in models:
-            for dt in ("f32", "bf16"):
+            for dt in ("f32", "bf16") if MODELS[m] else ("bf16",):
                 path = os.path.join(WORK, f"{m}-{dt}", "model.bin")
                 h = header(path)
                 runs = []
