@@ -790,13 +790,23 @@ static inline vec16 v_load(const float *p) {
     for (int i = 0; i < NP; i++) memcpy(&v.p[i], p + VLEN * i, sizeof(vN));
     return v;
 }
-static inline vec16 v_load_bf16(const uint16_t *p) { /* widen: u16 -> u32, << 16 */
+/* VLEN bf16 values widened to floats: u16 -> u32, << 16 (AVX2: one
+ * widening load; GCC made two half-width widenings and an insert of it) */
+#if defined(__AVX2__) && VLEN == 8
+#include <immintrin.h>
+static inline vN widen_bf16(const uint16_t *p) {
+    return (vN)_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16);
+}
+#else
+static inline vN widen_bf16(const uint16_t *p) {
+    hN h;
+    memcpy(&h, p, sizeof h);
+    return (vN)(__builtin_convertvector(h, uN) << 16);
+}
+#endif
+static inline vec16 v_load_bf16(const uint16_t *p) {
     vec16 v;
-    for (int i = 0; i < NP; i++) {
-        hN h;
-        memcpy(&h, p + VLEN * i, sizeof h);
-        v.p[i] = (vN)(__builtin_convertvector(h, uN) << 16);
-    }
+    for (int i = 0; i < NP; i++) v.p[i] = widen_bf16(p + VLEN * i);
     return v;
 }
 static inline vec16 v_set1(float f) {
@@ -874,10 +884,15 @@ static inline float v_sum(vec16 v) { /* the same tree as the AVX-512 version */
  * stored); positions past the batch are zero columns.
  * -------------------------------------------------------------------------- */
 #ifndef TILE_ROWS
-#if defined(__AVX512F__) /* 32 registers of 16 floats: 16 accumulators */
-#define TILE_ROWS 8
+#if defined(__AVX512F__) /* 32 registers of 16 floats: 24 accumulators, 2 inputs, 1 weight */
+#define TILE_ROWS 12
 #define TILE_VECS 2
-#else /* 16 registers of 8 floats (AVX2), 32 of 4 (NEON): 8 or 16 accumulators */
+#elif defined(__AVX__) || (defined(__aarch64__) && defined(__ARM_NEON))
+/* 16 registers of 8 floats (AVX2): 12 accumulators, 2 inputs, 1 weight;
+ * 32 registers of 4 (NEON): 24, 4 and 1 */
+#define TILE_ROWS 6
+#define TILE_VECS 1
+#else
 #define TILE_ROWS 4
 #define TILE_VECS 1
 #endif
@@ -1024,9 +1039,9 @@ typedef struct { float *out; const float *x, *xt; const void *w; int batch, bp, 
 static void matvec_task(void *ctx, int begin, int end, int thread) {
     MatmulTask *t = ctx;
     for (int i0 = begin * t->R; i0 < end * t->R; i0 += t->R) {
-        if (t->R == 4) {
-            if (t->dtype == DTYPE_F32) dot_rows(t->out + i0, t->w, (size_t)i0, t->x, t->n, DTYPE_F32, 4);
-            else dot_rows(t->out + i0, t->w, (size_t)i0, t->x, t->n, DTYPE_BF16, 4);
+        if (t->R == DECODE_ROWS) {
+            if (t->dtype == DTYPE_F32) dot_rows(t->out + i0, t->w, (size_t)i0, t->x, t->n, DTYPE_F32, DECODE_ROWS);
+            else dot_rows(t->out + i0, t->w, (size_t)i0, t->x, t->n, DTYPE_BF16, DECODE_ROWS);
         } else {
             if (t->dtype == DTYPE_F32) dot_rows(t->out + i0, t->w, (size_t)i0, t->x, t->n, DTYPE_F32, 1);
             else dot_rows(t->out + i0, t->w, (size_t)i0, t->x, t->n, DTYPE_BF16, 1);
@@ -1065,7 +1080,7 @@ static void tiles_task(void *ctx, int begin, int end, int thread) {
 static int matmul_fast(float *out, const float *x, const void *w, int batch, int n, int d, int dtype) {
     MatmulTask t = {out, x, NULL, w, batch, (batch + 15) / 16 * 16, n, d, dtype, 1};
     if (batch == 1) {
-        t.R = DECODE_ROWS == 4 && d % 4 == 0 && (n > 8192 || cpu_amd == 0) ? 4 : 1;
+        t.R = d % DECODE_ROWS == 0 && (n > 8192 || cpu_amd == 0) ? DECODE_ROWS : 1;
         parallel_for(d / t.R, GUIDED, 16, matvec_task, &t);
         return 1;
     }
