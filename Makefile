@@ -21,6 +21,14 @@ NATIVE  := $(if $(filter $(HOST_ARCH),$(CC_ARCH)),$(shell $(CC) -march=native -x
 CFLAGS  ?= -O3 $(NATIVE)
 # what the code needs, kept whatever CFLAGS says
 REQ_CFLAGS := -std=c11 -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -D_POSIX_C_SOURCE=200809L
+# GCC for aarch64 keeps the prefill tile's 24 accumulators (6 rows x 4
+# registers) in memory unless its scalar replacement may take an aggregate
+# that large: a store and a load per multiply-add (seen in its assembly)
+ifneq ($(filter aarch64 arm64,$(CC_ARCH)),)
+ifeq ($(shell $(CC) -x c -E -dM /dev/null 2>/dev/null | grep -c __clang__),0)
+REQ_CFLAGS += --param=sra-max-scalarization-size-Ospeed=4096
+endif
+endif
 override CFLAGS := $(REQ_CFLAGS) $(CFLAGS)
 LDLIBS  = -lm -pthread
 PYTHON  ?= python3
