@@ -873,8 +873,9 @@ static inline float v_sum(vec16 v) { /* the same tree as the AVX-512 version */
 /* --------------------------------------------------------------------------
  * matmul for a batch (prefill): matmul_tile computes matmul()'s outputs for
  * TILE_ROWS weight rows x nv vectors of 16 positions (nv <= TILE_VECS). The
- * input comes as columns, xt[k][b] with bp positions per column, so one
- * load brings input k of 16 positions. Each step broadcasts one weight of
+ * input comes as columns in panels of PANEL positions, xp[k][16nv] for the
+ * tile's panel, so one load brings input k of 16 positions and the panel is
+ * read front to back. Each step broadcasts one weight of
  * every row and does TILE_ROWS x nv multiply-adds into accumulators that
  * stay in registers: each weight loaded serves 16 x nv positions, each
  * input vector TILE_ROWS rows. Output (b, i) adds its products in order
@@ -901,16 +902,11 @@ static inline float v_sum(vec16 v) { /* the same tree as the AVX-512 version */
 #ifndef GROUP_BYTES
 #define GROUP_BYTES ((size_t)1 << 20) /* weight rows a thread keeps in L2 while the panels go by */
 #endif
-static inline ALWAYS_INLINE void matmul_tile(float *out, const float *xt, const void *w, int n, int d,
-                                             int i0, int b0, int batch, int nv, int dtype) {
+static inline ALWAYS_INLINE void matmul_tile(float *out, const float *xt, const float *w, int w0, int n, int d,
+                                             int i0, int b0, int batch, int nv) {
     const float *xp = xt + (size_t)b0 * n; /* the panel of positions b0 .. b0 + 16nv - 1 */
-    const float *wf[TILE_ROWS];
-    const uint16_t *wh[TILE_ROWS];
-    for (int r = 0; r < TILE_ROWS; r++) {
-        size_t row = (size_t)(i0 + r < d ? i0 + r : d - 1) * n;
-        wf[r] = (const float *)w + row;
-        wh[r] = (const uint16_t *)w + row;
-    }
+    const float *wr[TILE_ROWS];            /* w holds rows w0, w0 + 1, ... */
+    for (int r = 0; r < TILE_ROWS; r++) wr[r] = w + (size_t)((i0 + r < d ? i0 + r : d - 1) - w0) * n;
     vec16 acc[TILE_ROWS][TILE_VECS];
     for (int r = 0; r < TILE_ROWS; r++)
         for (int v = 0; v < nv; v++) acc[r][v] = v_zero();
@@ -918,7 +914,7 @@ static inline ALWAYS_INLINE void matmul_tile(float *out, const float *xt, const 
         vec16 xv[TILE_VECS];
         for (int v = 0; v < nv; v++) xv[v] = v_keep(v_load(xp + (size_t)k * 16 * nv + 16 * v));
         for (int r = 0; r < TILE_ROWS; r++) {
-            vec16 wv = v_set1(dtype == DTYPE_F32 ? wf[r][k] : bf16_to_f32(wh[r][k]));
+            vec16 wv = v_set1(wr[r][k]);
             for (int v = 0; v < nv; v++) acc[r][v] = v_madd(acc[r][v], wv, xv[v]);
         }
     }
@@ -996,9 +992,10 @@ static inline ALWAYS_INLINE void dot_rows(float *out, const void *w, size_t row,
 #undef W16
 }
 
-/* The batched kernel reads its input by columns: xt[k][b] = x[b][k] for the
- * batch's positions, padded with zero columns to a whole number of vectors.
- * The columns live in one 64-byte aligned buffer that grows as needed (an
+/* The batched kernel reads its input by columns: x[b][k] goes to panel
+ * b / PANEL, which holds [k][its positions] for PANEL positions (fewer in
+ * the last), padded with zero columns to a whole number of vectors. The
+ * panels live in one 64-byte aligned buffer that grows as needed (an
  * unaligned one cost the tile a quarter of its speed). */
 static float *columns_buf;
 static size_t columns_cap;
@@ -1029,12 +1026,14 @@ static const float *to_columns(const float *x, int batch, int n) {
 }
 
 /* matmul() (Part 1), fast: threads split the rows. Decoding one position, a
- * thread reads its rows one after the other with dot_rows (one sequential
- * stream per thread is what memory serves fastest). For a batch each thread
- * takes TILE_ROWS rows at a time through the whole batch, so each weight row
- * comes from memory once per batch. Rows are handed out guided: the thread
- * that finishes first takes the rest in shrinking pieces instead of idling. */
-typedef struct { float *out; const float *x, *xt; const void *w; int batch, bp, n, d, dtype, R; } MatmulTask;
+ * thread reads its rows in order, R at a time, with dot_rows (sequential
+ * streams are what memory serves fastest). For a batch each thread
+ * takes its tiles of TILE_ROWS rows in groups of GROUP_BYTES of weights and
+ * runs every panel of the batch through a group while its rows sit in L2:
+ * each weight row comes from memory once per batch, each panel from L2 once
+ * per tile. Rows are handed out guided: the thread that finishes first
+ * takes the rest in shrinking pieces instead of idling. */
+typedef struct { float *out; const float *x, *xt; float *wide; const void *w; int batch, bp, n, d, dtype, R; } MatmulTask;
 
 static void matvec_task(void *ctx, int begin, int end, int thread) {
     MatmulTask *t = ctx;
@@ -1049,42 +1048,63 @@ static void matvec_task(void *ctx, int begin, int end, int thread) {
     }
 }
 
+static int tile_group(int n) { /* tiles whose fp32 rows fill GROUP_BYTES */
+    size_t g = GROUP_BYTES / ((size_t)TILE_ROWS * n * sizeof(float));
+    return g < 1 ? 1 : g > INT_MAX ? INT_MAX : (int)g;
+}
+
 static void tiles_task(void *ctx, int begin, int end, int thread) {
     MatmulTask *t = ctx;
-    int group = (int)(GROUP_BYTES / ((size_t)TILE_ROWS * t->n * (t->dtype == DTYPE_F32 ? 4 : 2)));
-    if (group < 1) group = 1;
+    int group = tile_group(t->n);
     for (int g0 = begin; g0 < end; g0 += group) { /* tiles g0 .. g1-1: their rows stay in L2 */
         int g1 = g0 + group < end ? g0 + group : end;
+        int r0 = g0 * TILE_ROWS, r1 = g1 * TILE_ROWS < t->d ? g1 * TILE_ROWS : t->d;
+        const float *w = (const float *)t->w + (size_t)r0 * t->n;
+        if (t->dtype == DTYPE_BF16) { /* widened once here (exactly), not at every panel */
+            float *wide = t->wide + (size_t)thread * group * TILE_ROWS * t->n;
+            const uint16_t *h = (const uint16_t *)t->w + (size_t)r0 * t->n;
+            for (size_t i = 0; i < (size_t)(r1 - r0) * t->n; i++) wide[i] = bf16_to_f32(h[i]);
+            w = wide;
+        }
         for (int b0 = 0; b0 < t->bp; b0 += PANEL) /* one panel after the other through them */
-            for (int i0 = g0 * TILE_ROWS; i0 < g1 * TILE_ROWS; i0 += TILE_ROWS) {
+            for (int i0 = r0; i0 < g1 * TILE_ROWS; i0 += TILE_ROWS) {
                 int nv = (t->bp - b0) / 16 < TILE_VECS ? (t->bp - b0) / 16 : TILE_VECS;
-#define TILE(NV)                                                                                              \
-    case NV:                                                                                                  \
-        if (t->dtype == DTYPE_F32) matmul_tile(t->out, t->xt, t->w, t->n, t->d, i0, b0, t->batch, NV, DTYPE_F32); \
-        else matmul_tile(t->out, t->xt, t->w, t->n, t->d, i0, b0, t->batch, NV, DTYPE_BF16);         \
-        break
-                switch (nv) {
-                    TILE(1);
+                switch (nv) { /* nv as a constant: the tile's loops unroll */
+                case 1: matmul_tile(t->out, t->xt, w, r0, t->n, t->d, i0, b0, t->batch, 1); break;
 #if TILE_VECS >= 2
-                    TILE(2);
+                case 2: matmul_tile(t->out, t->xt, w, r0, t->n, t->d, i0, b0, t->batch, 2); break;
 #endif
 #if TILE_VECS >= 3
-                    TILE(3);
+                case 3: matmul_tile(t->out, t->xt, w, r0, t->n, t->d, i0, b0, t->batch, 3); break;
 #endif
                 }
-#undef TILE
             }
     }
 }
 
+/* bf16 rows widened per thread for the tiles (grows as needed) */
+static float *wide_buf;
+static size_t wide_cap;
+static float *widen_space(int n) {
+    size_t need = size_mul(size_mul((size_t)thread_count(), (size_t)tile_group(n)), (size_t)TILE_ROWS * n);
+    if (need > wide_cap) {
+        free(wide_buf);
+        if (need > SIZE_MAX / sizeof(float) || posix_memalign((void **)&wide_buf, 64, need * sizeof(float)) != 0)
+            die("out of memory (%zu floats)", need);
+        wide_cap = need;
+    }
+    return wide_buf;
+}
+
 static int matmul_fast(float *out, const float *x, const void *w, int batch, int n, int d, int dtype) {
-    MatmulTask t = {out, x, NULL, w, batch, (batch + 15) / 16 * 16, n, d, dtype, 1};
+    MatmulTask t = {out, x, NULL, NULL, w, batch, (batch + 15) / 16 * 16, n, d, dtype, 1};
     if (batch == 1) {
         t.R = d % DECODE_ROWS == 0 && (n > 8192 || cpu_amd == 0) ? DECODE_ROWS : 1;
         parallel_for(d / t.R, GUIDED, 16, matvec_task, &t);
         return 1;
     }
     t.xt = to_columns(x, batch, n);
+    if (dtype == DTYPE_BF16) t.wide = widen_space(n);
     parallel_for((d + TILE_ROWS - 1) / TILE_ROWS, GUIDED, 1, tiles_task, &t);
     return 1;
 }

@@ -594,9 +594,9 @@ END_TEST
 #ifndef RAKTN_PLAIN
 /* ---- Part 2's kernels against their plain twins (full build only) ---- */
 
-/* matmul_fast, one position (dot_rows): one row at a time (R = 1) or, for
- * rows longer than 8192, four (R = 4); each output must come out in the same
- * order either way: random rows of 8275 (tails of 16 and of 3) give the same
+/* matmul_fast, one position (dot_rows): one row at a time (R = 1) or
+ * DECODE_ROWS at a time (4 with AVX: always on Intel, for rows longer than
+ * 8192 on AMD); each output must come out in the same order either way: random rows of 8275 (tails of 16 and of 3) give the same
  * bits both ways, for fp32 and bf16 weights; and within the plain matmul's
  * tolerance of the double-precision sum (measured 5.3e-9 of the magnitude). */
 START_TEST(test_decode_kernels_agree) {
@@ -624,9 +624,9 @@ START_TEST(test_decode_kernels_agree) {
 }
 END_TEST
 
-/* matmul_fast for a batch (matmul_tile) at its tiles' edges: d = 13 rows (an
- * 8-row tile and a clamped one), n = 35, 37 positions (a 32-position tile
- * and a 16-position one with 11 zero columns). Each output is its products
+/* matmul_fast for a batch (matmul_tile) at its tiles' edges: d = 13 rows (a
+ * last tile clamped, whatever TILE_ROWS: 12, 6 or 4), n = 35, 37 positions
+ * (a full panel and a last one with 11 zero columns). Each output is its products
  * added in k order as in the plain matmul, fused here, so: within 1e-6 of
  * the magnitude of the double-precision sum (measured 2.0e-7), the same bits
  * in a batch of 37 as in a batch of 5 (another tile shape, another lane),
@@ -645,6 +645,34 @@ START_TEST(test_batched_matmul_edges) {
     ck_assert_msg(memcmp(o_5, o_f + 30 * D, sizeof o_5) == 0, "positions 30..34 differ between batches of 37 and 5");
     double e = matmul_error(o_f, wf, x, B, N, D);
     ck_assert_msg(e <= 1e-6, "batched matmul: error %g of the magnitude", e);
+}
+END_TEST
+
+/* The same through several groups of tiles (tiles_task): rows of 8275
+ * weights, as many as make two whole groups of GROUP_BYTES and a third one
+ * ending in a clamped tile, every panel of 37 positions run through each
+ * group. Against the double-precision sum, and the bits of bf16 storage
+ * and of one position at a time in a batch of 5. */
+START_TEST(test_batched_matmul_groups) {
+    enum { N = 8192 + 64 + 16 + 3, B = 37 };
+    int group = (int)(GROUP_BYTES / ((size_t)TILE_ROWS * N * sizeof(float))); /* tiles, fp32 */
+    int D = (2 * (group > 0 ? group : 1) + 1) * TILE_ROWS + 3;
+    uint16_t *wh = malloc((size_t)D * N * sizeof *wh);
+    float *wf = malloc((size_t)D * N * sizeof *wf), *x = malloc((size_t)B * N * sizeof *x);
+    float *o_f = malloc((size_t)B * D * sizeof *o_f), *o_h = malloc((size_t)B * D * sizeof *o_h);
+    float *o_5 = malloc((size_t)5 * D * sizeof *o_5);
+    uint64_t rng = 13;
+    random_weights(wh, wf, (size_t)D * N, &rng);
+    for (int i = 0; i < B * N; i++) x[i] = random_f32(&rng) - 0.5f;
+    matmul_fast(o_f, x, wf, B, N, D, DTYPE_F32);
+    matmul_fast(o_h, x, wh, B, N, D, DTYPE_BF16);
+    matmul_fast(o_5, x + 30 * N, wf, 5, N, D, DTYPE_F32);
+    ck_assert_msg(memcmp(o_f, o_h, (size_t)B * D * sizeof *o_f) == 0, "bf16 and fp32 storage differ");
+    ck_assert_msg(memcmp(o_5, o_f + 30 * D, (size_t)5 * D * sizeof *o_5) == 0,
+                  "positions 30..34 differ between batches of 37 and 5");
+    double e = matmul_error(o_f, wf, x, B, N, D);
+    ck_assert_msg(e <= 1e-6, "batched matmul: error %g of the magnitude", e);
+    free(wh), free(wf), free(x), free(o_f), free(o_h), free(o_5);
 }
 END_TEST
 
@@ -746,6 +774,7 @@ Suite *model_suite(void) {
     tcase_add_loop_test(tc, test_plain_kernels_match_hf, 0, N_CASES);
     tcase_add_test(tc, test_decode_kernels_agree);
     tcase_add_test(tc, test_batched_matmul_edges);
+    tcase_add_test(tc, test_batched_matmul_groups);
     tcase_add_test(tc, test_elementwise_twins_are_exact);
     tcase_add_test(tc, test_softmax_fast);
 #endif
