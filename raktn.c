@@ -940,8 +940,8 @@ static inline ALWAYS_INLINE void matmul_tile(float *out, const float *xt, const 
  * CPU's (notes/performance.md): on AMD, R = 1 streams best except for rows
  * so long (the 7B's down_proj) that x no longer fits in L1, and the hint
  * is non-temporal (the weights do not evict x); on the Intel Xeon measured,
- * four rows at once (four streams in flight) read 25-35% faster than one,
- * and a non-temporal hint halved bf16 decode. */
+ * DECODE_ROWS at once (streams in flight) read 25-35% faster than one, and
+ * a non-temporal hint halved bf16 decode. */
 static int cpu_amd = -1;
 static int cpu_is_amd(void) {
     if (cpu_amd < 0) {
@@ -955,8 +955,10 @@ static int cpu_is_amd(void) {
     return cpu_amd;
 }
 #ifndef DECODE_ROWS
-#if defined(__AVX512F__) || defined(__AVX__)
-#define DECODE_ROWS 4 /* AVX2: 32 accumulator halves in 16 registers spill, and still read faster */
+#if defined(__AVX512F__)
+#define DECODE_ROWS 4 /* 16 accumulators of 32 registers */
+#elif defined(__AVX__)
+#define DECODE_ROWS 2 /* 16 accumulator halves: 4 rows (32) spilled and read 3-7% slower */
 #else
 #define DECODE_ROWS 1
 #endif
