@@ -198,6 +198,18 @@ MUTANTS = [
     dict(id="F16p", file="raktn.c", cls="matmul edges", desc="matmul (Part 1) skips the last column",
          old="for (int k = 0; k < n; k++) sum += weight_at(w, (size_t)i * n + k, dtype)",
          new="for (int k = 0; k < n - 1; k++) sum += weight_at(w, (size_t)i * n + k, dtype)"),
+    dict(id="F23", file="raktn.c", cls="matmul panels", desc="matmul_fast batched: the last panel laid out as wide as a full one",
+         old="int b0 = b / PANEL * PANEL, pw = t->bp - b0 < PANEL ? t->bp - b0 : PANEL;",
+         new="int b0 = b / PANEL * PANEL, pw = PANEL;"),
+    dict(id="F24", file="raktn.c", cls="matmul groups", desc="matmul_fast batched: bf16 widening leaves out a group's last row",
+         old="for (size_t i = 0; i < (size_t)(r1 - r0) * t->n; i++) wide[i] = bf16_to_f32(h[i]);",
+         new="for (size_t i = 0; i < (size_t)(r1 - r0 - 1) * t->n; i++) wide[i] = bf16_to_f32(h[i]);"),
+    dict(id="F25", file="raktn.c", cls="matmul groups", desc="matmul_fast batched: a group's last panel is not run",
+         old="for (int b0 = 0; b0 < t->bp; b0 += PANEL) /* one panel",
+         new="for (int b0 = 0; b0 < t->bp - PANEL; b0 += PANEL) /* one panel"),
+    dict(id="F26", file="raktn.c", cls="matmul groups", desc="matmul_fast batched: every group reads the first group's rows",
+         old="const float *w = (const float *)t->w + (size_t)r0 * t->n;",
+         new="const float *w = (const float *)t->w + (size_t)(r0 - g0 * TILE_ROWS + begin * TILE_ROWS) * t->n;"),
     dict(id="F18", file="raktn.c", cls="bf16", desc="bf16 widened with a shift of 15",
          old="uint32_t u = (uint32_t)h << 16;", new="uint32_t u = (uint32_t)h << 15;"),
     dict(id="F19", file="raktn.c", cls="bf16", desc="bf16 widened with half an ulp added (rounds instead of exact)",
@@ -265,11 +277,20 @@ def make_scratch(keep):
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         shutil.copy2(src, dst)
     os.makedirs(os.path.join(scratch, "tests", "work"))
+    # the tests write into cli/, robust/, dump-hd128/ and tok/'s exp/ and
+    # export.log: each copy has its own (shared, two copies running at once
+    # under -j 2 broke each other's tokenizer exporter tests)
+    written = {"cli": (), "robust": (), "dump-hd128": (), "tok": ("exp", "export.log")}
     for entry in os.listdir(work):
-        if entry in ("cli", "robust"):   # the tests write there: the copy's own
-            os.makedirs(os.path.join(scratch, "tests", "work", entry))
+        dst = os.path.join(scratch, "tests", "work", entry)
+        if entry in written:
+            os.makedirs(dst)
+            if written[entry]:
+                for sub in os.listdir(os.path.join(work, entry)):
+                    if sub not in written[entry]:
+                        os.symlink(os.path.join(work, entry, sub), os.path.join(dst, sub))
         else:
-            os.symlink(os.path.join(work, entry), os.path.join(scratch, "tests", "work", entry))
+            os.symlink(os.path.join(work, entry), dst)
     return scratch
 
 
