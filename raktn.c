@@ -1101,7 +1101,8 @@ static float *widen_space(int n) {
 static int matmul_fast(float *out, const float *x, const void *w, int batch, int n, int d, int dtype) {
     MatmulTask t = {out, x, NULL, NULL, w, batch, (batch + 15) / 16 * 16, n, d, dtype, 1};
     if (batch == 1) {
-        t.R = d % DECODE_ROWS == 0 && (n > 8192 || cpu_amd == 0) ? DECODE_ROWS : 1;
+        int amd = cpu_is_amd(); /* (dot_rows reads its answer too) */
+        t.R = d % DECODE_ROWS == 0 && (n > 8192 || !amd) ? DECODE_ROWS : 1;
         parallel_for(d / t.R, GUIDED, 16, matvec_task, &t);
         return 1;
     }
@@ -1448,7 +1449,6 @@ static void fast_kv_cache_free(float *p, size_t floats) {
 static void fast_init(RunState *s, const Config *c) {
     struct Fast *f = xcalloc(1, sizeof *f);
     f->threads = thread_count();
-    cpu_is_amd();
     f->key_slots = s->cache_len + 16; /* at most cache_len + 15 keys in a block of the prompt */
     size_t per_thread = size_mul((size_t)(c->n_heads / c->n_kv_heads), (size_t)s->cache_len);
     if (per_thread < size_mul((size_t)f->key_slots, 16)) per_thread = (size_t)f->key_slots * 16;

@@ -631,37 +631,13 @@ END_TEST
  * the magnitude of the double-precision sum (measured 2.0e-7), the same bits
  * in a batch of 37 as in a batch of 5 (another tile shape, another lane),
  * and the same bits from bf16 and fp32 storage. */
-START_TEST(test_batched_matmul_edges) {
-    enum { N = 35, D = 13, B = 37 };
-    static uint16_t wh[D * N];
-    static float wf[D * N], x[B * N], o_f[B * D], o_h[B * D], o_5[5 * D];
-    uint64_t rng = 11;
-    random_weights(wh, wf, D * N, &rng);
-    for (int i = 0; i < B * N; i++) x[i] = random_f32(&rng) - 0.5f;
-    matmul_fast(o_f, x, wf, B, N, D, DTYPE_F32);
-    matmul_fast(o_h, x, wh, B, N, D, DTYPE_BF16);
-    matmul_fast(o_5, x + 30 * N, wf, 5, N, D, DTYPE_F32);
-    ck_assert_msg(memcmp(o_f, o_h, sizeof o_f) == 0, "bf16 and fp32 storage differ");
-    ck_assert_msg(memcmp(o_5, o_f + 30 * D, sizeof o_5) == 0, "positions 30..34 differ between batches of 37 and 5");
-    double e = matmul_error(o_f, wf, x, B, N, D);
-    ck_assert_msg(e <= 1e-6, "batched matmul: error %g of the magnitude", e);
-}
-END_TEST
-
-/* The same through several groups of tiles (tiles_task): rows of 8275
- * weights, as many as make two whole groups of GROUP_BYTES and a third one
- * ending in a clamped tile, every panel of 37 positions run through each
- * group. Against the double-precision sum, and the bits of bf16 storage
- * and of one position at a time in a batch of 5. */
-START_TEST(test_batched_matmul_groups) {
-    enum { N = 8192 + 64 + 16 + 3, B = 37 };
-    int group = (int)(GROUP_BYTES / ((size_t)TILE_ROWS * N * sizeof(float))); /* tiles, fp32 */
-    int D = (2 * (group > 0 ? group : 1) + 1) * TILE_ROWS + 3;
+static void check_batched_matmul(int N, int D, uint64_t seed) {
+    enum { B = 37 };
     uint16_t *wh = malloc((size_t)D * N * sizeof *wh);
     float *wf = malloc((size_t)D * N * sizeof *wf), *x = malloc((size_t)B * N * sizeof *x);
     float *o_f = malloc((size_t)B * D * sizeof *o_f), *o_h = malloc((size_t)B * D * sizeof *o_h);
     float *o_5 = malloc((size_t)5 * D * sizeof *o_5);
-    uint64_t rng = 13;
+    uint64_t rng = seed;
     random_weights(wh, wf, (size_t)D * N, &rng);
     for (int i = 0; i < B * N; i++) x[i] = random_f32(&rng) - 0.5f;
     matmul_fast(o_f, x, wf, B, N, D, DTYPE_F32);
@@ -673,6 +649,18 @@ START_TEST(test_batched_matmul_groups) {
     double e = matmul_error(o_f, wf, x, B, N, D);
     ck_assert_msg(e <= 1e-6, "batched matmul: error %g of the magnitude", e);
     free(wh), free(wf), free(x), free(o_f), free(o_h), free(o_5);
+}
+START_TEST(test_batched_matmul_edges) { check_batched_matmul(35, 13, 11); }
+END_TEST
+
+/* The same through several groups of tiles (tiles_task): rows of 8275
+ * weights, as many as make two whole groups of GROUP_BYTES and a third one
+ * ending in a clamped tile, every panel of 37 positions run through each
+ * group. Against the double-precision sum, and the bits of bf16 storage
+ * and of one position at a time in a batch of 5. */
+START_TEST(test_batched_matmul_groups) {
+    int n = 8192 + 64 + 16 + 3, group = (int)(GROUP_BYTES / ((size_t)TILE_ROWS * n * sizeof(float))); /* tiles */
+    check_batched_matmul(n, (2 * (group > 0 ? group : 1) + 1) * TILE_ROWS + 3, 13);
 }
 END_TEST
 

@@ -297,40 +297,13 @@ END_TEST
 
 /* ------------------------------------------------- nothing lost (#16) */
 
-typedef enum { OUT_FULL, OUT_CLOSED } OutMode;
-
 /* Run argv with stdout on /dev/full or closed, stdin from `stdin_text`;
  * returns the exit status (-signal) and stderr in *err. */
 static int run_stdout(OutMode mode, const char *stdin_text, const char *const argv[], char **err) {
-    char err_path[] = TMP "/errXXXXXX", in_path[] = TMP "/inXXXXXX";
-    int fe = mkstemp(err_path), fi = mkstemp(in_path);
-    ck_assert(fe >= 0 && fi >= 0);
-    if (stdin_text) ck_assert(write(fi, stdin_text, strlen(stdin_text)) == (ssize_t)strlen(stdin_text));
-    lseek(fi, 0, SEEK_SET);
-    pid_t pid = fork();
-    ck_assert(pid >= 0);
-    if (pid == 0) {
-        dup2(fi, 0);
-        dup2(fe, 2);
-        if (mode == OUT_FULL) {
-            int f = open("/dev/full", O_WRONLY);
-            dup2(f, 1);
-            close(f);
-        } else {
-            close(1);
-        }
-        alarm(60);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    int st;
-    waitpid(pid, &st, 0);
-    close(fe);
-    close(fi);
-    *err = tu_read_file(err_path, NULL);
-    unlink(err_path);
-    unlink(in_path);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+    Result r = run_mode(stdin_text, strlen(stdin_text), argv, mode);
+    free(r.out);
+    *err = r.err;
+    return r.status;
 }
 
 /* Output that cannot be written (a full disk: /dev/full; a closed stdout)
@@ -345,9 +318,9 @@ START_TEST(test_stdout_lost) {
         {"./raktn", T48K, "-m", "chat", "-n", "3", "-t", "0", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        for (int mode = 0; mode < 2; mode++) {
+        for (OutMode mode = OUT_FULL; mode <= OUT_CLOSED; mode++) {
             char *err;
-            int status = run_stdout((OutMode)mode, "hello\n", cases[i], &err);
+            int status = run_stdout(mode, "hello\n", cases[i], &err);
             ck_assert_msg(status == 1 && strstr(err, "raktn: error: standard output: write failed"),
                           "case %zu (%s, stdout %s): exit %d, stderr: %s", i, cases[i][2],
                           mode == OUT_FULL ? "/dev/full" : "closed", status, err);

@@ -5,6 +5,7 @@
 #ifndef RAKTN_TESTRUN_H
 #define RAKTN_TESTRUN_H
 #include <check.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -18,8 +19,12 @@ typedef struct {
     size_t out_len;
 } Result;
 
-/* Run argv with stdin_text (stdin_len bytes) on standard input, 60 s at most. */
-static inline Result run_in(const char *stdin_text, size_t stdin_len, const char *const argv[]) {
+/* Where the child's standard output goes */
+typedef enum { OUT_CAPTURED, OUT_FULL /* /dev/full */, OUT_CLOSED } OutMode;
+
+/* Run argv with stdin_text (stdin_len bytes) on standard input and standard
+ * output as `mode` says, 60 s at most. */
+static inline Result run_mode(const char *stdin_text, size_t stdin_len, const char *const argv[], OutMode mode) {
     char out_path[] = TMP "/outXXXXXX", err_path[] = TMP "/errXXXXXX", in_path[] = TMP "/inXXXXXX";
     int fo = mkstemp(out_path), fe = mkstemp(err_path), fi = mkstemp(in_path);
     ck_assert(fo >= 0 && fe >= 0 && fi >= 0);
@@ -29,8 +34,16 @@ static inline Result run_in(const char *stdin_text, size_t stdin_len, const char
     ck_assert(pid >= 0);
     if (pid == 0) {
         dup2(fi, 0);
-        dup2(fo, 1);
         dup2(fe, 2);
+        if (mode == OUT_CAPTURED) {
+            dup2(fo, 1);
+        } else if (mode == OUT_FULL) {
+            int f = open("/dev/full", O_WRONLY);
+            dup2(f, 1);
+            close(f);
+        } else {
+            close(1);
+        }
         alarm(60); /* a hang is a failure (SIGALRM), not a stuck suite */
         execv(argv[0], (char *const *)argv);
         _exit(127);
@@ -48,6 +61,11 @@ static inline Result run_in(const char *stdin_text, size_t stdin_len, const char
     unlink(err_path);
     unlink(in_path);
     return r;
+}
+
+/* Run argv with stdin_text on standard input, its output captured */
+static inline Result run_in(const char *stdin_text, size_t stdin_len, const char *const argv[]) {
+    return run_mode(stdin_text, stdin_len, argv, OUT_CAPTURED);
 }
 
 static inline void result_free(Result *r) {
