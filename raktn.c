@@ -1659,8 +1659,8 @@ static double now_s(void) {
 
 typedef struct {
     const char *model_path, *tokenizer_path, *mode;
-    const char *prompt, *prompt_file, *ids, *system, *out_path, *hidden_path, *dump_dir;
-    int steps, ctx, top_k, threads;
+    const char *prompt, *prompt_file, *ids, *system, *out_path, *hidden_path, *dump_dir, *json_path, *html_path;
+    int steps, ctx, top_k, threads, pos;
     float temperature, top_p;
     unsigned long long seed;
     int verbose;
@@ -1668,7 +1668,7 @@ typedef struct {
 
 static void usage(FILE *f) {
     fputs("usage: raktn MODEL.bin [options]            (tokenize/detokenize need no MODEL.bin)\n"
-          "  -m MODE     generate (default) | chat | logits | ppl | tokenize | detokenize\n"
+          "  -m MODE     generate (default) | chat | logits | explain | ppl | tokenize | detokenize\n"
           "  -i TEXT     prompt text (--text is the same)\n"
           "  -f FILE     read the prompt (or the ppl text) from FILE, byte for byte\n"
           "  --ids LIST  the prompt as token ids, e.g. \"1 22 333\" (no tokenizer involved)\n"
@@ -1683,7 +1683,12 @@ static void usage(FILE *f) {
           "              the truth build writes float64)\n"
           "  --hidden F  logits: also write [n_layers+1, n_tokens, dim] hidden states (.npy too)\n"
           "  --dump DIR  logits: every module's output as DIR/<HF module path>.npy\n"
-          "  --top K     logits: print the K most likely next tokens at each position\n"
+          "  --top K     logits: print the K most likely next tokens at each position;\n"
+          "              explain: keep K guesses per distribution (default 5)\n"
+          "  --pos P     explain: walk position P through the model (default: the last;\n"
+          "              'all': every position)\n"
+          "  --json FILE explain: everything, for every position, as JSON (notes/explain.md)\n"
+          "  --html FILE explain: a self-contained page showing it\n"
           "  -T N        threads (default: one per online CPU; the plain build has one)\n"
           "  -v          verbose: print token ids to stderr\n"
           "  -h          this help\n",
@@ -2138,6 +2143,717 @@ static void run_logits(Model *m, RunState *s, const Options *o, Tokenizer *tok) 
     free(ids);
 }
 
+/* --------------------------------------------------------------------------
+ * -m explain: one prompt walked through the model, for a learner.
+ *
+ * The forward pass runs once over the prompt, exactly as in -m logits, and
+ * a Trace (Part 1) watches it: each module hands over its output under its
+ * Hugging Face name, and each head its attention weights. From these,
+ * explain keeps for every layer L and position p:
+ *   attention  each head's weights over the keys (self_attn.attn_weights)
+ *   attn_rms   how large attention's addition to the stream is
+ *              (the RMS of self_attn.o_proj's output)
+ *   mid_rms    the residual stream after that addition
+ *   mlp_rms    how large the MLP's addition is (mlp.down_proj's output)
+ *   resid_rms  the residual stream after the layer (model.layers.L)
+ *   lens       the logit lens: what the model would predict if it stopped
+ *              after layer L, i.e. model.norm and lm_head applied to
+ *              model.layers.L's output, by Part 1's own rmsnorm and matmul
+ * RMS(v) = sqrt(mean(v_i^2)). The last layer's lens is the model's output.
+ * The terminal shows one position (the last, or --pos P, or --pos all);
+ * --json writes everything for every position (notes/explain.md has the
+ * schema), --html a page that shows it.
+ * -------------------------------------------------------------------------- */
+
+/* The k largest of x[0..n), largest first (ties: the lower index first, as
+ * torch.topk and argmax). Returns how many (k, or n if smaller). */
+static int top_k(const real *x, int n, int k, int *best) {
+    int m = 0;
+    for (int v = 0; v < n; v++) {
+        if (m == k && !(x[v] > x[best[k - 1]])) continue;
+        int j = m < k ? m++ : k - 1;
+        for (; j > 0 && x[v] > x[best[j - 1]]; j--) best[j] = best[j - 1];
+        best[j] = v;
+    }
+    return m;
+}
+
+/* The k most likely next tokens of one row of logits, with their
+ * probabilities softmax(logits)[id], summed in double so that the only
+ * rounding in them is the forward pass's */
+static void top_guesses(const real *logits, int vocab, int k, int *ids, double *probs) {
+    double max = logits[argmax(logits, vocab)], sum = 0;
+    for (int v = 0; v < vocab; v++) sum += exp((double)logits[v] - max);
+    top_k(logits, vocab, k, ids);
+    for (int j = 0; j < k; j++) probs[j] = exp((double)logits[ids[j]] - max) / sum;
+}
+
+static double rms_of(const real *x, int n) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    return sqrt(ss / n);
+}
+
+typedef struct {
+    Trace trace;
+    const Model *m;
+    int n, k;        /* positions in the prompt; guesses kept per distribution */
+    int *row;        /* [n] a shown position's row in lens and attention, or -1 */
+    int n_rows;
+    double *embed_rms;                                /* [n] */
+    double *attn_rms, *mid_rms, *mlp_rms, *resid_rms; /* [n_layers][n] */
+    real *stream;    /* [n][dim] the residual stream entering the current layer */
+    int *lens_id;    /* [n_layers][n_rows][k] */
+    double *lens_p;  /* [n_layers][n_rows][k] */
+    real *attn;      /* [n_layers][n_heads][n_rows][n], 0 where masked */
+    real *normed, *logits; /* the lens's scratch: [CHUNK][dim], [CHUNK][vocab] */
+} Explain;
+
+/* The logit lens for the shown positions among pos .. pos+rows-1 (x holds
+ * their stream after `layer`): the same model.norm and lm_head as the end of
+ * forward_chunk, on a layer's output instead of the last one's */
+static void explain_lens(Explain *e, int layer, int pos, const real *x, int rows) {
+    const Config *c = &e->m->config;
+    const Weights *w = &e->m->weights;
+    int b0 = 0, cnt = 0; /* the shown rows are contiguous: all of them, or one */
+    while (b0 < rows && e->row[pos + b0] < 0) b0++;
+    while (b0 + cnt < rows && e->row[pos + b0 + cnt] >= 0) cnt++;
+    if (!cnt) return;
+    rmsnorm(e->normed, x + (size_t)b0 * c->dim, w->norm, cnt, c->dim, c->rms_norm_eps, c->dtype);
+    matmul(e->logits, e->normed, w->lm_head, cnt, c->dim, c->vocab_size, c->dtype);
+    for (int b = 0; b < cnt; b++) {
+        size_t at = ((size_t)layer * e->n_rows + e->row[pos + b0 + b]) * e->k;
+        top_guesses(e->logits + (size_t)b * c->vocab_size, c->vocab_size, e->k, e->lens_id + at, e->lens_p + at);
+    }
+}
+
+static void explain_output(Trace *t, const char *module, int layer, int pos, const real *x, int rows, int cols) {
+    Explain *e = (Explain *)t;
+    size_t at = (size_t)(layer < 0 ? 0 : layer) * e->n + pos;
+    for (int b = 0; b < rows; b++) {
+        const real *xb = x + (size_t)b * cols;
+        real *sb = e->stream + (size_t)(pos + b) * cols;
+        if (!strcmp(module, "model.embed_tokens")) {
+            e->embed_rms[pos + b] = rms_of(xb, cols);
+            memcpy(sb, xb, (size_t)cols * sizeof(real));
+        } else if (!strcmp(module, "self_attn.o_proj")) {
+            e->attn_rms[at + b] = rms_of(xb, cols);
+            double ss = 0; /* the stream after the residual connection, x + o_proj */
+            for (int i = 0; i < cols; i++) {
+                real mid = sb[i] + xb[i];
+                ss += (double)mid * mid;
+            }
+            e->mid_rms[at + b] = sqrt(ss / cols);
+        } else if (!strcmp(module, "mlp.down_proj")) {
+            e->mlp_rms[at + b] = rms_of(xb, cols);
+        } else if (!module[0]) { /* the layer's output, model.layers.L */
+            e->resid_rms[at + b] = rms_of(xb, cols);
+            memcpy(sb, xb, (size_t)cols * sizeof(real));
+        }
+    }
+    /* the last layer's lens is the output itself (run_explain takes it from
+     * the logits) */
+    if (!module[0] && layer >= 0 && layer < e->m->config.n_layers - 1) explain_lens(e, layer, pos, x, rows);
+}
+
+static void explain_weights(Trace *t, int layer, int h, int p, int first, const real *w, int n_keys) {
+    Explain *e = (Explain *)t;
+    if (e->row[p] < 0) return;
+    size_t at = (((size_t)layer * e->m->config.n_heads + h) * e->n_rows + e->row[p]) * e->n;
+    memcpy(e->attn + at + first, w, (size_t)n_keys * sizeof(real));
+}
+
+/* What a token stands for in text: the piece with U+2581 as a space, or
+ * the one byte of a byte-fallback piece <0xXX>. Returns the length in out
+ * (at most cap), *special = 1 for <unk>, <s>, </s> (no text of their own). */
+static size_t token_bytes(const Tokenizer *tok, int id, unsigned char *out, size_t cap, int *special) {
+    const char *p = tok ? tokenizer_piece(tok, id) : NULL;
+    *special = tok && (id == tokenizer_bos_id(tok) || id == tokenizer_eos_id(tok) || (p && !strcmp(p, "<unk>")));
+    if (!p || *special) return 0;
+    unsigned v;
+    char end;
+    if (strlen(p) == 6 && sscanf(p, "<0x%2X%c", &v, &end) == 2 && end == '>') {
+        out[0] = (unsigned char)v;
+        return 1;
+    }
+    size_t n = 0;
+    for (; *p && n < cap; p++) {
+        if (!strncmp(p, "\xe2\x96\x81", 3)) { out[n++] = ' '; p += 2; }
+        else out[n++] = (unsigned char)*p;
+    }
+    return n;
+}
+
+/* A piece for the terminal: as the vocabulary spells it, control bytes as
+ * \xNN; "#ID" without a tokenizer */
+static void print_piece(FILE *f, const Tokenizer *tok, int id) {
+    const char *p = tok ? tokenizer_piece(tok, id) : NULL;
+    if (!p) { fprintf(f, "#%d", id); return; }
+    fputc('\'', f);
+    for (; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) fprintf(f, "\\x%02x", (unsigned char)*p);
+        else fputc(*p, f);
+    }
+    fputc('\'', f);
+}
+
+/* One line of the walk: what (at the left), the HF module, the raktn.c
+ * functions that computed it (at the right) */
+static void walk_line(const char *module, const char *fn, const char *fmt, ...) {
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    printf("%-34s %-52s [%s]\n", module, text, fn);
+}
+
+static void print_guesses(const Tokenizer *tok, const int *ids, const double *probs, int k) {
+    for (int j = 0; j < k; j++) {
+        printf(j ? "  " : "      ");
+        print_piece(stdout, tok, ids[j]);
+        printf(" %.4f", probs[j]);
+    }
+    printf("\n");
+}
+
+/* The terminal walk for position p, in forward order */
+static void explain_print(const Explain *e, const Tokenizer *tok, const int *ids, int p) {
+    const Config *c = &e->m->config;
+    int r = e->row[p], L = c->n_layers, H = c->n_heads;
+    char mod[96];
+    printf("\nposition %d, token ", p);
+    print_piece(stdout, tok, ids[p]);
+    printf(": what comes next, layer by layer\n");
+    walk_line("model.embed_tokens", "forward_chunk", "the token's row: residual stream rms %.4g", e->embed_rms[p]);
+    for (int l = 0; l < L; l++) {
+        size_t at = (size_t)l * e->n + p;
+        double before = l ? e->resid_rms[at - e->n] : e->embed_rms[p];
+        snprintf(mod, sizeof mod, "model.layers.%d.self_attn", l);
+        walk_line(mod, "attention", "where each query head looks (top keys, weights)");
+        for (int h = 0; h < H; h++) {
+            const real *w = e->attn + (((size_t)l * H + h) * e->n_rows + r) * e->n;
+            int best[3], m = top_k(w, p + 1, 3, best);
+            printf("      head %-3d (kv %d)", h, h / (H / c->n_kv_heads));
+            for (int j = 0; j < m; j++) {
+                printf("  %d:", best[j]);
+                print_piece(stdout, tok, ids[best[j]]);
+                printf(" %.3f", (double)w[best[j]]);
+            }
+            printf("\n");
+        }
+        snprintf(mod, sizeof mod, "model.layers.%d.self_attn.o_proj", l);
+        walk_line(mod, "matmul", "attention adds rms %.4g (%.2fx the stream's)", e->attn_rms[at],
+                  e->attn_rms[at] / before);
+        snprintf(mod, sizeof mod, "model.layers.%d.mlp.down_proj", l);
+        walk_line(mod, "matmul", "the MLP adds rms %.4g (%.2fx the stream's)", e->mlp_rms[at],
+                  e->mlp_rms[at] / e->mid_rms[at]);
+        snprintf(mod, sizeof mod, "model.layers.%d", l);
+        walk_line(mod, "add_in_place", "residual stream rms %.4g", e->resid_rms[at]);
+        size_t g = ((size_t)l * e->n_rows + r) * e->k;
+        if (l < L - 1) walk_line("  logit lens", "rmsnorm, matmul", "model.norm + lm_head on model.layers.%d:", l);
+        else walk_line("model.norm, lm_head", "forward_chunk", "the model's prediction (the last layer's lens):");
+        print_guesses(tok, e->lens_id + g, e->lens_p + g, e->k);
+    }
+}
+
+/* JSON strings: UTF-8 with ", \, control characters and '<' escaped ('<'
+ * so that the same text can sit inside the page's <script>); a byte that
+ * is not valid UTF-8 becomes U+FFFD. Numbers: every digit the value has
+ * (round trip), null for NaN or infinity. */
+static int utf8_len(const unsigned char *p) { /* the valid character at p: its length, else 0 */
+    int n = p[0] < 0x80 ? 1 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : p[0] >= 0xe0 && p[0] <= 0xef ? 3
+          : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : 0;
+    for (int i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80) return 0;
+    if (n == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0))) return 0; /* overlong, surrogate */
+    if (n == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))) return 0; /* overlong, > U+10FFFF */
+    return n;
+}
+
+static void json_str(FILE *f, const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    fputc('"', f);
+    while (*p) {
+        int n = utf8_len(p);
+        if (n == 0) { fputs("\\ufffd", f); p++; continue; }
+        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+        else if (*p < 0x20 || *p == '<') fprintf(f, "\\u%04x", *p);
+        else fwrite(p, 1, (size_t)n, f);
+        p += n;
+    }
+    fputc('"', f);
+}
+
+static void json_num(FILE *f, double v) {
+    if (isfinite(v)) fprintf(f, "%.*g", sizeof(real) == 8 ? 17 : 9, v);
+    else fputs("null", f);
+}
+
+static void json_nums(FILE *f, const double *v, int n) {
+    fputc('[', f);
+    for (int i = 0; i < n; i++) {
+        if (i) fputs(", ", f);
+        json_num(f, v[i]);
+    }
+    fputc(']', f);
+}
+
+static void json_guesses(FILE *f, const int *ids, const double *probs, int k) {
+    fputs("{\"ids\": [", f);
+    for (int j = 0; j < k; j++) fprintf(f, j ? ", %d" : "%d", ids[j]);
+    fputs("], \"probs\": ", f);
+    json_nums(f, probs, k);
+    fputc('}', f);
+}
+
+/* The page's copy of a layer's attention: each head's lower triangle
+ * (row p: keys 0..p) as little-endian float32 in base64, a third of the
+ * size of the same numbers in decimal */
+static void base64_floats(FILE *f, const Explain *e, int l) {
+    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    unsigned char buf[3];
+    int have = 0;
+    for (int h = 0; h < e->m->config.n_heads; h++)
+        for (int p = 0; p < e->n; p++)
+            for (int t = 0; t <= p; t++) {
+                float w = (float)e->attn[(((size_t)l * e->m->config.n_heads + h) * e->n_rows + e->row[p]) * e->n + t];
+                uint32_t u;
+                memcpy(&u, &w, 4);
+                for (int b = 0; b < 4; b++) {
+                    buf[have++] = (unsigned char)(u >> (8 * b));
+                    if (have < 3) continue;
+                    char out[4] = {digits[buf[0] >> 2], digits[(buf[0] & 3) << 4 | buf[1] >> 4],
+                                   digits[(buf[1] & 15) << 2 | buf[2] >> 6], digits[buf[2] & 63]};
+                    fwrite(out, 1, 4, f);
+                    have = 0;
+                }
+            }
+    if (have) {
+        if (have == 1) buf[1] = 0;
+        char out[4] = {digits[buf[0] >> 2], digits[(buf[0] & 3) << 4 | buf[1] >> 4],
+                       have == 2 ? digits[(buf[1] & 15) << 2] : '=', '='};
+        fwrite(out, 1, 4, f);
+    }
+}
+
+/* Everything explain found, for every position (notes/explain.md has the
+ * schema). page = 1: the page's copy, attention in base64. */
+static void explain_json(const Explain *e, const Tokenizer *tok, const int *ids, const char *model_path, FILE *f,
+                         int page) {
+    const Config *c = &e->m->config;
+    int n = e->n, L = c->n_layers, H = c->n_heads;
+    fputs("{\"format\": \"raktn-explain\", \"version\": 1,\n \"model\": {\"path\": ", f);
+    json_str(f, model_path);
+    fprintf(f, ", \"n_layers\": %d, \"dim\": %d, \"hidden_dim\": %d, \"n_heads\": %d, \"n_kv_heads\": %d, "
+            "\"head_dim\": %d, \"vocab_size\": %d, \"sliding_window\": %d, \"dtype\": \"%s\", \"real\": \"%s\"},\n",
+            L, c->dim, c->hidden_dim, H, c->n_kv_heads, c->head_dim, c->vocab_size, c->sliding_window,
+            c->dtype == DTYPE_BF16 ? "bf16" : "f32", sizeof(real) == 8 ? "float64" : "float32");
+    fprintf(f, " \"k\": %d,\n \"tokens\": [", e->k);
+    for (int p = 0; p < n; p++) {
+        unsigned char bytes[4096];
+        int special;
+        size_t nb = token_bytes(tok, ids[p], bytes, sizeof bytes, &special);
+        const char *piece = tok ? tokenizer_piece(tok, ids[p]) : NULL;
+        fprintf(f, "%s\n  {\"id\": %d, \"piece\": ", p ? "," : "", ids[p]);
+        if (piece) json_str(f, piece);
+        else fputs("null", f);
+        fputs(", \"bytes\": [", f);
+        for (size_t i = 0; i < nb; i++) fprintf(f, i ? ", %u" : "%u", bytes[i]);
+        fprintf(f, "], \"special\": %s}", special ? "true" : "false");
+    }
+    fputs("],\n \"embed_rms\": ", f);
+    json_nums(f, e->embed_rms, n);
+    fputs(",\n \"layers\": [", f);
+    for (int l = 0; l < L; l++) {
+        size_t at = (size_t)l * n;
+        fprintf(f, "%s\n  {\"module\": \"model.layers.%d\",\n   \"resid_rms\": ", l ? "," : "", l);
+        json_nums(f, e->resid_rms + at, n);
+        fputs(",\n   \"mid_rms\": ", f);
+        json_nums(f, e->mid_rms + at, n);
+        fputs(",\n   \"attn_rms\": ", f);
+        json_nums(f, e->attn_rms + at, n);
+        fputs(",\n   \"mlp_rms\": ", f);
+        json_nums(f, e->mlp_rms + at, n);
+        fputs(",\n   \"lens\": [", f);
+        for (int p = 0; p < n; p++) {
+            fputs(p ? ",\n    " : "\n    ", f);
+            size_t g = ((size_t)l * e->n_rows + e->row[p]) * e->k;
+            json_guesses(f, e->lens_id + g, e->lens_p + g, e->k);
+        }
+        if (page) {
+            fputs("],\n   \"attention_b64\": \"", f);
+            base64_floats(f, e, l);
+            fputs("\"}", f);
+            continue;
+        }
+        fputs("],\n   \"attention\": [", f);
+        for (int h = 0; h < H; h++) {
+            fputs(h ? ",\n    [" : "\n    [", f);
+            for (int p = 0; p < n; p++) {
+                const real *w = e->attn + (((size_t)l * H + h) * e->n_rows + e->row[p]) * n;
+                fputs(p ? ", [" : "[", f);
+                for (int t = 0; t < n; t++) {
+                    if (t) fputs(", ", f);
+                    if (w[t] == 0) fputc('0', f);
+                    else json_num(f, w[t]);
+                }
+                fputc(']', f);
+            }
+            fputc(']', f);
+        }
+        fputs("]}", f);
+    }
+    fputs("],\n \"final\": [", f);
+    for (int p = 0; p < n; p++) {
+        fputs(p ? ",\n  " : "\n  ", f);
+        size_t g = ((size_t)(L - 1) * e->n_rows + e->row[p]) * e->k;
+        json_guesses(f, e->lens_id + g, e->lens_p + g, e->k);
+    }
+    fputs("]}\n", f);
+}
+
+/* --html: one self-contained page (no network, no other file). What can be
+ * drawn once is plain HTML and SVG written here: the token strip, the
+ * logit-lens grid, the RMS chart. The attention patterns (n_layers x
+ * n_heads small maps of n x n weights: a million cells for the 7B and 32
+ * tokens, far too many for SVG) are painted into canvases by the short
+ * script at the end, from the page's copy of the JSON. */
+static void html_text(FILE *f, const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        int n = utf8_len(p);
+        if (n == 0) { fputs("\xef\xbf\xbd", f); p++; continue; }
+        switch (*p) {
+        case '&': fputs("&amp;", f); break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '"': fputs("&quot;", f); break;
+        case '\'': fputs("&#39;", f); break;
+        default:
+            if (*p < 0x20) fprintf(f, "\\x%02x", *p);
+            else fwrite(p, 1, (size_t)n, f);
+        }
+        p += n;
+    }
+}
+
+static void html_piece(FILE *f, const Tokenizer *tok, int id) {
+    const char *p = tok ? tokenizer_piece(tok, id) : NULL;
+    if (p) html_text(f, p);
+    else fprintf(f, "#%d", id);
+}
+
+static const char PAGE_STYLE[] =
+    "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;max-width:1400px}"
+    "h1{font-size:1.5em;margin:0}h2{font-size:1.15em;margin:1.6em 0 .4em}"
+    ".mod{font:12px ui-monospace,monospace;color:#7a3e00;background:#fff4e5;padding:0 .3em;border-radius:3px}"
+    ".note{color:#555;margin:.2em 0 .6em}"
+    ".strip{display:flex;flex-wrap:wrap;gap:4px}"
+    ".tok{border:1px solid #bbb;border-radius:4px;padding:2px 5px;font:13px ui-monospace,monospace;background:#f7f7f7}"
+    ".tok b{color:#999;font-weight:normal;margin-right:4px;font-size:11px}"
+    ".tok i{color:#36c;font-style:normal;margin-left:4px;font-size:11px}"
+    "table.lens{border-collapse:collapse;font:12px ui-monospace,monospace}"
+    "table.lens th{font-weight:normal;padding:2px 6px;text-align:right;white-space:nowrap}"
+    "table.lens thead th{text-align:center;vertical-align:bottom}"
+    "table.lens td{border:1px solid #fff;padding:2px 4px;max-width:7em;overflow:hidden;text-overflow:ellipsis;"
+    "white-space:nowrap;text-align:center;cursor:default}"
+    "table.lens tr.out th,table.lens tr.out td{border-top:2px solid #333}"
+    ".heads .layer{display:flex;flex-wrap:wrap;align-items:center;gap:3px;margin:3px 0}"
+    ".heads .layer>.mod{width:15em;flex:none}"
+    "canvas.head{width:48px;height:48px;image-rendering:pixelated;border:1px solid #ccc;cursor:pointer}"
+    "canvas.head.on{outline:2px solid #c00}"
+    "#big canvas{border:1px solid #ddd}"
+    "#big-read{font:13px ui-monospace,monospace;min-height:1.4em}"
+    "svg text{font:11px system-ui,sans-serif;fill:#333}";
+
+static const char PAGE_SCRIPT[] =
+    "(function(){\n"
+    "var D=JSON.parse(document.getElementById('raktn-data').textContent);\n"
+    "var n=D.tokens.length,H=D.model.n_heads,W=D.model.sliding_window,tri=n*(n+1)/2;\n"
+    "function piece(p){var t=D.tokens[p];return t.piece===null?'#'+t.id:t.piece;}\n"
+    "/* each layer's attention: float32, little-endian, head by head, row p = keys 0..p */\n"
+    "var A=D.layers.map(function(L){var s=atob(L.attention_b64),v=new DataView(new ArrayBuffer(s.length));\n"
+    "  for(var i=0;i<s.length;i++)v.setUint8(i,s.charCodeAt(i));\n"
+    "  var a=new Float32Array(s.length/4);for(var i=0;i<a.length;i++)a[i]=v.getFloat32(4*i,true);return a;});\n"
+    "function masked(p,t){return t>p||(W>0&&t<=p-W);}\n"
+    "function weight(l,h,p,t){return masked(p,t)?0:A[l][h*tri+p*(p+1)/2+t];}\n"
+    "function paint(c,l,h){var x=c.getContext('2d'),im=x.createImageData(n,n);\n"
+    "  for(var p=0;p<n;p++)for(var t=0;t<n;t++){var i=4*(p*n+t),c3=rgb(l,h,p,t);\n"
+    "    im.data[i]=c3[0];im.data[i+1]=c3[1];im.data[i+2]=c3[2];im.data[i+3]=255;}\n"
+    "  x.putImageData(im,0,0);c.setAttribute('data-drawn','1');}\n"
+    "function rgb(l,h,p,t){if(masked(p,t))return[232,232,232];var w=weight(l,h,p,t);\n"
+    "  return[Math.round(255*(1-w)),Math.round(255-175*w),Math.round(255-80*w)];}\n"
+    "var big=document.getElementById('big-canvas'),read=document.getElementById('big-read'),cur=null,S=1,ML=0,MT=0;\n"
+    "function label(p){var s=piece(p);return p+' '+(s.length>12?s.slice(0,11)+'\u2026':s);}\n"
+    "function show(c){var l=+c.dataset.layer,h=+c.dataset.head,x=big.getContext('2d');\n"
+    "  if(cur)cur.classList.remove('on');cur=c;c.classList.add('on');\n"
+    "  S=Math.max(3,Math.min(40,Math.floor(560/n)));var lab=S>=10;ML=lab?130:0;MT=lab?100:0;\n"
+    "  big.width=ML+n*S;big.height=MT+n*S;x.clearRect(0,0,big.width,big.height);\n"
+    "  for(var p=0;p<n;p++)for(var t=0;t<n;t++){var c3=rgb(l,h,p,t);\n"
+    "    x.fillStyle='rgb('+c3.join(',')+')';x.fillRect(ML+t*S,MT+p*S,S,S);}\n"
+    "  if(lab){x.fillStyle='#333';x.font='12px monospace';x.textBaseline='middle';\n"
+    "    for(var p=0;p<n;p++){x.textAlign='right';x.fillText(label(p),ML-4,MT+p*S+S/2);}\n"
+    "    for(var t=0;t<n;t++){x.save();x.translate(ML+t*S+S/2,MT-4);x.rotate(-Math.PI/3);x.textAlign='left';\n"
+    "      x.fillText(label(t),0,0);x.restore();}}\n"
+    "  big.dataset.layer=l;big.dataset.head=h;big.setAttribute('data-drawn','1');\n"
+    "  document.getElementById('big-title').textContent='model.layers.'+l+'.self_attn, query head '+h+\n"
+    "    ' (reads KV head '+Math.floor(h/(H/D.model.n_kv_heads))+'): row = query position, column = key position';\n"
+    "  read.textContent='';}\n"
+    "big.addEventListener('mousemove',function(ev){var t=Math.floor((ev.offsetX-ML)/S),p=Math.floor((ev.offsetY-MT)/S);\n"
+    "  if(p<0||t<0||p>=n||t>=n)return;var l=+big.dataset.layer,h=+big.dataset.head;\n"
+    "  read.textContent='query '+label(p)+'  \\u2192  key '+label(t)+':  '+\n"
+    "    (masked(p,t)?'masked':weight(l,h,p,t).toPrecision(6));});\n"
+    "var cs=document.querySelectorAll('canvas.head');\n"
+    "for(var i=0;i<cs.length;i++){paint(cs[i],+cs[i].dataset.layer,+cs[i].dataset.head);\n"
+    "  cs[i].addEventListener('click',function(){show(this);});}\n"
+    "if(cs.length)show(cs[cs.length-H]);\n"
+    "})();\n";
+
+/* A probability as the lens grid's colour: white (0) to deep blue (1) */
+static void html_prob_style(FILE *f, double p) {
+    if (!(p >= 0)) p = 0;
+    fprintf(f, " style=\"background:hsl(215,85%%,%.0f%%)%s\"", 97 - 60 * p, p > 0.55 ? ";color:#fff" : "");
+}
+
+/* The residual stream's RMS across the layers: one line per position (the
+ * last one drawn thick), on a log scale; for the last position also what
+ * attention and the MLP add */
+static void html_rms_chart(FILE *f, const Explain *e) {
+    int n = e->n, L = e->m->config.n_layers, W = 820, Ht = 260, x0 = 60, y0 = 20, pw = W - x0 - 200, ph = Ht - 70;
+    double lo = 1e300, hi = 0;
+    for (int i = 0; i < n; i++) {
+        double v = e->embed_rms[i];
+        if (v > 0 && v < lo) lo = v;
+        if (v > hi) hi = v;
+    }
+    for (size_t i = 0; i < (size_t)L * n; i++) {
+        double vs[3] = {e->resid_rms[i], e->attn_rms[i], e->mlp_rms[i]};
+        for (int j = 0; j < 3; j++) {
+            if (vs[j] > 0 && vs[j] < lo) lo = vs[j];
+            if (vs[j] > hi) hi = vs[j];
+        }
+    }
+    if (!(hi > lo)) hi = lo * 10;
+    double a = log10(lo), b = log10(hi);
+#define X(i) (x0 + (double)pw * (i) / (L > 0 ? L : 1))
+#define Y(v) (y0 + ph - (double)ph * (log10(v) - a) / (b - a))
+    fprintf(f, "<svg id=\"rms-chart\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" "
+            "aria-label=\"residual stream RMS per layer\">\n", W, Ht, W, Ht);
+    for (int d = (int)floor(a); d <= (int)ceil(b); d++) {
+        double v = pow(10.0, d);
+        if (v < lo / 1.0001 || v > hi * 1.0001) continue;
+        fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
+                "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", x0, x0 + pw, Y(v), Y(v), x0 - 4, Y(v) + 4, v);
+    }
+    for (int l = -1; l < L; l++) {
+        int step = L > 16 ? 4 : 1;
+        if (l >= 0 && l % step && l != L - 1) continue;
+        fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s", X(l + 1), y0 + ph + 16, l < 0 ? "embed" : "");
+        if (l >= 0) fprintf(f, "%d", l);
+        fputs("</text>\n", f);
+    }
+    fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">after model.layers.L (embed: model.embed_tokens); "
+            "log scale</text>\n", X(L / 2.0), y0 + ph + 36);
+    for (int p = 0; p < n; p++) {
+        fprintf(f, "<polyline class=\"pos\" data-pos=\"%d\" fill=\"none\" stroke=\"%s\" stroke-width=\"%s\" points=\"", p,
+                p == n - 1 ? "#1f5fbf" : "#b8c6dc", p == n - 1 ? "2.5" : "1");
+        fprintf(f, "%.1f,%.1f", X(0), Y(e->embed_rms[p]));
+        for (int l = 0; l < L; l++) fprintf(f, " %.1f,%.1f", X(l + 1), Y(e->resid_rms[(size_t)l * n + p]));
+        fprintf(f, "\"><title>position %d: residual stream RMS</title></polyline>\n", p);
+    }
+    const char *what[2] = {"self_attn.o_proj", "mlp.down_proj"}, *col[2] = {"#d9730d", "#2b9a3e"};
+    for (int j = 0; j < 2; j++) {
+        const double *v = j ? e->mlp_rms : e->attn_rms;
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-dasharray=\"5,3\" stroke-width=\"1.5\" points=\"", col[j]);
+        for (int l = 0; l < L; l++) fprintf(f, "%s%.1f,%.1f", l ? " " : "", X(l + 1), Y(v[(size_t)l * n + n - 1] > 0 ? v[(size_t)l * n + n - 1] : lo));
+        fprintf(f, "\"><title>position %d: RMS of %s's output</title></polyline>\n", n - 1, what[j]);
+    }
+    int lx = x0 + pw + 12;
+    fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"30\" y2=\"30\" stroke=\"#1f5fbf\" stroke-width=\"2.5\"/>"
+            "<text x=\"%d\" y=\"34\">stream, last position</text>\n", lx, lx + 20, lx + 24);
+    fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"50\" y2=\"50\" stroke=\"#b8c6dc\"/>"
+            "<text x=\"%d\" y=\"54\">stream, other positions</text>\n", lx, lx + 20, lx + 24);
+    fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"70\" y2=\"70\" stroke=\"#d9730d\" stroke-dasharray=\"5,3\"/>"
+            "<text x=\"%d\" y=\"74\">attention adds</text>\n", lx, lx + 20, lx + 24);
+    fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"90\" y2=\"90\" stroke=\"#2b9a3e\" stroke-dasharray=\"5,3\"/>"
+            "<text x=\"%d\" y=\"94\">MLP adds</text>\n", lx, lx + 20, lx + 24);
+    fputs("</svg>\n", f);
+#undef X
+#undef Y
+}
+
+static void explain_html(const Explain *e, const Tokenizer *tok, const int *ids, const char *model_path, FILE *f) {
+    const Config *c = &e->m->config;
+    int n = e->n, L = c->n_layers, H = c->n_heads;
+    fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>raktn explain: ", f);
+    html_text(f, model_path);
+    fprintf(f, "</title>\n<style>%s</style></head>\n<body>\n<h1>raktn explain</h1>\n<p class=\"note\">", PAGE_STYLE);
+    html_text(f, model_path);
+    fprintf(f, ": %d layers, hidden %d, %d query heads / %d KV heads (head_dim %d), vocab %d, weights %s. "
+            "%d tokens. Every number is what raktn.c computed in one forward pass (%s).</p>\n",
+            L, c->dim, H, c->n_kv_heads, c->head_dim, c->vocab_size, c->dtype == DTYPE_BF16 ? "bf16" : "fp32", n,
+            sizeof(real) == 8 ? "float64" : "float32");
+
+    fputs("<section id=\"tokens\"><h2>The tokens <span class=\"mod\">input_ids</span> "
+          "<span class=\"mod\">model.embed_tokens</span></h2>\n<p class=\"note\">position, piece, id "
+          "(tokenizer.c: tokenizer_encode)</p>\n<div class=\"strip\">\n", f);
+    for (int p = 0; p < n; p++) {
+        unsigned char bytes[4096];
+        int special;
+        size_t nb = token_bytes(tok, ids[p], bytes, sizeof bytes, &special);
+        fprintf(f, "<span class=\"tok\" data-pos=\"%d\" title=\"position %d, id %d, ", p, p, ids[p]);
+        if (special) fputs("special token", f);
+        else {
+            fputs("bytes", f);
+            for (size_t i = 0; i < nb; i++) fprintf(f, " %02x", bytes[i]);
+        }
+        fprintf(f, "\"><b>%d</b>", p);
+        html_piece(f, tok, ids[p]);
+        fprintf(f, "<i>%d</i></span>\n", ids[p]);
+    }
+    fputs("</div></section>\n", f);
+
+    fputs("<section id=\"lens\"><h2>The logit lens <span class=\"mod\">model.norm</span> + "
+          "<span class=\"mod\">lm_head</span> on each <span class=\"mod\">model.layers.L</span></h2>\n"
+          "<p class=\"note\">Row L: the most likely next token if the model stopped after layer L "
+          "(raktn.c: explain_lens, with Part 1's rmsnorm and matmul); colour: its probability; hover a cell "
+          "for the top 5. The last row is the model's output.</p>\n"
+          "<table class=\"lens\"><thead><tr><th>module \\ position</th>", f);
+    for (int p = 0; p < n; p++) {
+        fprintf(f, "<th>%d<br>", p);
+        html_piece(f, tok, ids[p]);
+        fputs("</th>", f);
+    }
+    fputs("</tr></thead><tbody>\n", f);
+    for (int l = 0; l < L; l++) {
+        fprintf(f, "<tr class=\"%s\" data-layer=\"%d\"><th class=\"mod\">model.layers.%d%s</th>", l == L - 1 ? "out" : "lay",
+                l, l, l == L - 1 ? " = output (lm_head)" : "");
+        for (int p = 0; p < n; p++) {
+            size_t g = ((size_t)l * e->n_rows + e->row[p]) * e->k;
+            const int *gid = e->lens_id + g;
+            const double *gp = e->lens_p + g;
+            fprintf(f, "<td data-pos=\"%d\" data-id=\"%d\"", p, gid[0]);
+            html_prob_style(f, gp[0]);
+            fprintf(f, " title=\"model.layers.%d, position %d: next token", l, p);
+            for (int j = 0; j < e->k && j < 5; j++) {
+                fputs(j ? ", " : " ", f);
+                html_piece(f, tok, gid[j]);
+                fprintf(f, " %.4f", gp[j]);
+            }
+            fputs("\">", f);
+            html_piece(f, tok, gid[0]);
+            fputs("</td>", f);
+        }
+        fputs("</tr>\n", f);
+    }
+    fputs("</tbody></table></section>\n", f);
+
+    fputs("<section id=\"rms\"><h2>The residual stream <span class=\"mod\">model.embed_tokens</span> "
+          "<span class=\"mod\">model.layers.L</span> and what each block adds "
+          "<span class=\"mod\">self_attn.o_proj</span> <span class=\"mod\">mlp.down_proj</span></h2>\n"
+          "<p class=\"note\">RMS = sqrt(mean(x&sup2;)) of the stream after each layer (raktn.c: explain_output)</p>\n", f);
+    html_rms_chart(f, e);
+    fputs("</section>\n", f);
+
+    fputs("<section id=\"attention\"><h2>Attention <span class=\"mod\">model.layers.L.self_attn</span> "
+          "weights, one map per query head</h2>\n<p class=\"note\">Row: query position; column: key position; "
+          "darker: more weight; grey: masked (causal or outside the sliding window). raktn.c: attention. "
+          "Click a map to enlarge it, hover the large map for the numbers.</p>\n<div class=\"heads\">\n", f);
+    for (int l = 0; l < L; l++) {
+        fprintf(f, "<div class=\"layer\" data-layer=\"%d\"><span class=\"mod\">model.layers.%d.self_attn</span>", l, l);
+        for (int h = 0; h < H; h++)
+            fprintf(f, "<canvas class=\"head\" width=\"%d\" height=\"%d\" data-layer=\"%d\" data-head=\"%d\" "
+                    "title=\"model.layers.%d.self_attn head %d\"></canvas>", n, n, l, h, l, h);
+        fputs("</div>\n", f);
+    }
+    fputs("</div>\n<div id=\"big\"><h3 id=\"big-title\"></h3><canvas id=\"big-canvas\" width=\"1\" height=\"1\"></canvas>"
+          "<div id=\"big-read\"></div></div></section>\n", f);
+    fputs("<script type=\"application/json\" id=\"raktn-data\">", f);
+    explain_json(e, tok, ids, model_path, f, 1);
+    fprintf(f, "</script>\n<script>\n%s</script>\n</body></html>\n", PAGE_SCRIPT);
+}
+
+#define POS_LAST -1 /* --pos: the default, the last position */
+#define POS_ALL -2  /* --pos all */
+
+static void run_explain(Model *m, RunState *s, const Options *o, Tokenizer *tok) {
+    const Config *c = &m->config;
+    int n, L = c->n_layers, V = c->vocab_size;
+    int *ids = prompt_ids(o, tok, V, &n);
+    if (n == 0) die("empty prompt: give some text or --ids");
+    check_fits(n, s);
+    if (o->pos >= n) bad_usage("--pos %d: the prompt's positions are 0..%d", o->pos, n - 1);
+    /* --json and --html carry every position; the terminal shows one, or all */
+    int every = o->json_path || o->html_path || o->pos == POS_ALL, shown = o->pos >= 0 ? o->pos : n - 1;
+    Explain e = {.trace = {explain_output, explain_weights}, .m = m, .n = n, .k = o->top_k ? (o->top_k < V ? o->top_k : V) : 5};
+    e.row = xcalloc((size_t)n, sizeof(int));
+    for (int p = 0; p < n; p++) e.row[p] = every ? p : p == shown ? 0 : -1;
+    e.n_rows = every ? n : 1;
+    uint64_t attn_floats = (uint64_t)L * c->n_heads * e.n_rows * n;
+    if (attn_floats * sizeof(real) > ((uint64_t)1 << 31))
+        die("explain keeps every head's attention weights: %d positions would need %.1f GB; use a shorter prompt, "
+            "or one --pos without --json and --html", n, attn_floats * sizeof(real) / 1e9);
+    OutFile json = {0}, html = {0};
+    if (o->json_path) out_open(&json, o->json_path);
+    if (o->html_path) out_open(&html, o->html_path);
+    e.embed_rms = xcalloc((size_t)n, sizeof(double));
+    double **rms[4] = {&e.attn_rms, &e.mid_rms, &e.mlp_rms, &e.resid_rms};
+    for (int i = 0; i < 4; i++) *rms[i] = xcalloc(size_mul((uint64_t)L, (uint64_t)n), sizeof(double));
+    e.stream = xcalloc(size_mul((uint64_t)n, (uint64_t)c->dim), sizeof(real));
+    e.lens_id = xcalloc(size_mul((uint64_t)L * e.n_rows, (uint64_t)e.k), sizeof(int));
+    e.lens_p = xcalloc(size_mul((uint64_t)L * e.n_rows, (uint64_t)e.k), sizeof(double));
+    e.attn = xcalloc((size_t)attn_floats, sizeof(real));
+    e.normed = xcalloc((size_t)CHUNK * c->dim, sizeof(real));
+    e.logits = xcalloc(size_mul(CHUNK, (uint64_t)V), sizeof(real));
+    real *logits = xcalloc(size_mul(CHUNK, (uint64_t)V), sizeof(real));
+    for (int i = 0; i < n; i += CHUNK) {
+        int len = n - i < CHUNK ? n - i : CHUNK;
+        forward_chunk(m, s, ids + i, len, i, logits, 1, &e.trace);
+        for (int b = 0; b < len; b++) /* the output: the last layer's lens */
+            if (e.row[i + b] >= 0) {
+                size_t g = ((size_t)(L - 1) * e.n_rows + e.row[i + b]) * e.k;
+                top_guesses(logits + (size_t)b * V, V, e.k, e.lens_id + g, e.lens_p + g);
+            }
+    }
+
+    printf("explain: %s: %d layers, hidden %d, %d query heads / %d KV heads (head_dim %d), vocab %d\n",
+           o->model_path, L, c->dim, c->n_heads, c->n_kv_heads, c->head_dim, V);
+    printf("\nthe prompt's %d tokens (tokenizer.c: tokenizer_encode); each id picks a row of model.embed_tokens\n", n);
+    printf("  pos      id  piece                 bytes\n");
+    for (int p = 0; p < n; p++) {
+        unsigned char bytes[4096];
+        int special;
+        size_t nb = token_bytes(tok, ids[p], bytes, sizeof bytes, &special);
+        printf("  %3d  %6d  ", p, ids[p]);
+        print_piece(stdout, tok, ids[p]);
+        const char *piece = tok ? tokenizer_piece(tok, ids[p]) : NULL;
+        int width = 0; /* columns: a UTF-8 character's continuation bytes take none */
+        for (const char *q = piece ? piece : "#00000"; *q; q++) width += ((unsigned char)*q & 0xc0) != 0x80;
+        for (int pad = 20 - width; pad > 0; pad--) putchar(' ');
+        if (special) printf("  special: no text");
+        for (size_t b = 0; b < nb; b++) printf(" %02x", bytes[b]);
+        printf("\n");
+    }
+    for (int p = 0; p < n; p++)
+        if (o->pos == POS_ALL || p == shown) explain_print(&e, tok, ids, p);
+    check_stdout();
+
+    if (o->json_path) {
+        explain_json(&e, tok, ids, o->model_path, json.f, 0);
+        out_close(&json);
+    }
+    if (o->html_path) {
+        explain_html(&e, tok, ids, o->model_path, html.f);
+        out_close(&html);
+    }
+    commit_outputs();
+    free(logits);
+    free(e.logits), free(e.normed), free(e.attn), free(e.lens_p), free(e.lens_id), free(e.stream);
+    for (int i = 0; i < 4; i++) free(*rms[i]);
+    free(e.embed_rms), free(e.row), free(ids);
+}
+
 /* -m ppl: teacher-forced mean negative log-likelihood of each token given
  * the ones before it (the first token, BOS, is given, not predicted). */
 static void run_ppl(Model *m, RunState *s, const Options *o, Tokenizer *tok) {
@@ -2336,7 +3052,7 @@ static void run_detokenize(const Options *o) {
 }
 
 static void parse_args(Options *o, int argc, char **argv) {
-    *o = (Options){.mode = "generate", .steps = 256, .temperature = 0.8f, .top_p = 0.9f, .seed = 0, .ctx = 0};
+    *o = (Options){.mode = "generate", .steps = 256, .temperature = 0.8f, .top_p = 0.9f, .seed = 0, .ctx = 0, .pos = POS_LAST};
     int i = 1;
     if (argc > 1 && argv[1][0] != '-') o->model_path = argv[i++];
     for (; i < argc; i++) {
@@ -2360,11 +3076,14 @@ static void parse_args(Options *o, int argc, char **argv) {
         else if (!strcmp(a, "-o")) o->out_path = v;
         else if (!strcmp(a, "--hidden")) o->hidden_path = v;
         else if (!strcmp(a, "--dump")) o->dump_dir = v;
+        else if (!strcmp(a, "--pos")) o->pos = !strcmp(v, "all") ? POS_ALL : (int)parse_long(v, a, 0, 1 << 24);
+        else if (!strcmp(a, "--json")) o->json_path = v;
+        else if (!strcmp(a, "--html")) o->html_path = v;
         else if (!strcmp(a, "--top")) o->top_k = (int)parse_long(v, a, 1, 1000);
         else if (!strcmp(a, "-T")) o->threads = (int)parse_long(v, a, 1, 4096);
         else bad_usage("unknown option '%s'", a);
     }
-    const char *modes[] = {"generate", "chat", "logits", "ppl", "tokenize", "detokenize"};
+    const char *modes[] = {"generate", "chat", "logits", "explain", "ppl", "tokenize", "detokenize"};
     int known = 0;
     for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) known |= !strcmp(o->mode, modes[k]);
     if (!known) bad_usage("unknown mode '%s'", o->mode);
@@ -2446,6 +3165,7 @@ int main(int argc, char **argv) {
     if (!strcmp(o.mode, "generate")) run_generate(&m, &s, &o, tok, &sp);
     else if (!strcmp(o.mode, "chat")) run_chat(&m, &s, &o, tok, &sp);
     else if (!strcmp(o.mode, "logits")) run_logits(&m, &s, &o, tok);
+    else if (!strcmp(o.mode, "explain")) run_explain(&m, &s, &o, tok);
     else if (!strcmp(o.mode, "ppl")) run_ppl(&m, &s, &o, tok);
 
     check_stdout();
