@@ -10,7 +10,8 @@
 #   make test-asan  the same suite under AddressSanitizer + UBSan
 #   make cross      static builds for aarch64, armhf, i686, s390x run under
 #                   qemu-user against the fixtures (tests/cross.sh)
-#   make demo       generate a small checkpoint, export it and run it end to end
+#   make demo       a trained model (stories260K) tells a story and explain
+#                   walks it (demo/explain.html), then the 48k pipeline end to end
 CC      ?= cc
 # -march=native for a native build whose compiler takes it (the vector
 # kernels then use what this CPU has); never for a cross compiler, whose
@@ -41,7 +42,7 @@ TRUTH_CFLAGS := $(PLAIN_CFLAGS) -DRAKTN_TRUTH
 
 TESTS = tests/test_model tests/test_sample tests/test_tokenizer tests/test_cli tests/test_robust tests/test_model_plain tests/test_truth
 
-.PHONY: all plain truth cross test test-asan demo clean fixtures-data
+.PHONY: all plain truth cross test test-asan demo demo-story demo-48k clean fixtures-data
 all: raktn
 
 raktn: raktn.c tokenizer.c tokenizer.h
@@ -92,10 +93,23 @@ cross: raktn fixtures-data demo
 bench/prefill_vs_token: bench/prefill_vs_token.c raktn.c tokenizer.c tokenizer.h
 	$(CC) $(CFLAGS) -o $@ $< tokenizer.c $(LDLIBS)
 
-# A whole run from a fresh clone with nothing to download: a small random-
-# weight Mistral checkpoint with the RakutenAI-like 48k tokenizer, exported
-# and run (its text is gibberish: the weights are random, the pipeline real).
-demo: raktn
+# A whole run from a fresh clone with nothing to download. First a model
+# that has learned something: stories260K (models/stories260K, llama2.c's
+# TinyStories model as a Mistral checkpoint) tells a story, greedy, then
+# explain walks the prompt through it (demo/explain.html: the page). Then the
+# RakutenAI pipeline at small scale: a random-weight Mistral checkpoint with
+# the RakutenAI-like 48k tokenizer, exported, tokenized, generated from,
+# chatted with (gibberish: its weights are random, the pipeline is real).
+demo: demo-story demo-48k
+
+demo-story: raktn
+	@mkdir -p demo
+	$(PYTHON) export/export.py --quiet models/stories260K demo/stories260K
+	./raktn demo/stories260K/model.bin -i "Once upon a time" -n 100 -t 0
+	./raktn demo/stories260K/model.bin -m explain -i "Once upon a time" --json demo/explain.json --html demo/explain.html
+	@echo "demo: the page is demo/explain.html (open it in a browser); the numbers are in demo/explain.json"
+
+demo-48k: raktn
 	@mkdir -p demo
 	$(PYTHON) tests/make_checkpoint.py demo/hf --hidden 128 --layers 4 --heads 8 --kv-heads 2 \
 	    --intermediate 384 --vocab 48000 --sliding-window 64 --dtype bf16 --seed 11 --std 0.1

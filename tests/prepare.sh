@@ -12,7 +12,7 @@ PY=${PYTHON:-python3}
 W=tests/work
 STAMP=$W/.stamp
 inputs=$( (cat tests/make_checkpoint.py tests/make_checkpoints.sh tests/fixtures/checkpoints.sha256 \
-          export/export.py export/tokenizer_export.py tests/prepare.sh; \
+          export/export.py export/tokenizer_export.py tests/prepare.sh models/stories260K/*; \
           find tests/tokenizer -type f | LC_ALL=C sort | xargs cat) | cksum)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$inputs" ]; then
   echo "prepare: tests/work is up to date"
@@ -33,6 +33,9 @@ for name in t48k-bf16 t48k-fp16 t48k-fp32 t48k-sharded t48k-llama sw8 tied wide 
   "$PY" export/export.py --quiet "$W/hf/$name" "$W/models/$name" 2>"$W/export-$name.log" || {
     cat "$W/export-$name.log" >&2; exit 1; }
 done
+# the trained model (models/stories260K) for tests/test_explain.py
+"$PY" export/export.py --quiet models/stories260K "$W/models/stories260K" 2>"$W/export-stories260K.log" || {
+  cat "$W/export-stories260K.log" >&2; exit 1; }
 # lossless bf16 storage of a bf16 checkpoint (must give bit-identical logits)
 "$PY" export/export.py --quiet --dtype bf16 "$W/hf/t48k-bf16" "$W/models/t48k-bf16-b16" 2>"$W/export-b16.log"
 "$PY" export/export.py --quiet --dtype bf16 "$W/hf/sw8" "$W/models/sw8-b16" 2>>"$W/export-b16.log"

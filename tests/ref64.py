@@ -52,7 +52,10 @@ def rotate_half(x):
     return np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
 
 
-def forward(cfg, W, ids):
+def forward(cfg, W, ids, keep=None):
+    """The logits [n, vocab]; keep (a dict) also gets, per layer, what
+    explain shows: "embed", and lists "attn_weights" [H, n, n], "o_proj",
+    "down_proj", "layer" (each [n, dim])."""
     n = len(ids)
     D, H, KV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     hd = D // H
@@ -67,6 +70,8 @@ def forward(cfg, W, ids):
     t = np.arange(n)[None, :]
     visible = (t <= p) & ((t > p - window) if window else True)
     x = W["model.embed_tokens.weight"][ids]
+    if keep is not None:
+        keep.update(embed=x, attn_weights=[], o_proj=[], down_proj=[], layer=[])
     for l in range(cfg["num_hidden_layers"]):
         pre = f"model.layers.{l}."
         h = rmsnorm(x, W[pre + "input_layernorm.weight"], eps)
@@ -82,11 +87,16 @@ def forward(cfg, W, ids):
         s = np.exp(s - s.max(axis=-1, keepdims=True))
         s = s / s.sum(axis=-1, keepdims=True)
         att = (s @ v).transpose(1, 0, 2).reshape(n, H * hd)
-        x = x + att @ W[pre + "self_attn.o_proj.weight"].T
+        o = att @ W[pre + "self_attn.o_proj.weight"].T
+        x = x + o
         h = rmsnorm(x, W[pre + "post_attention_layernorm.weight"], eps)
         g = h @ W[pre + "mlp.gate_proj.weight"].T
         u = h @ W[pre + "mlp.up_proj.weight"].T
-        x = x + ((g / (1 + np.exp(-g))) * u) @ W[pre + "mlp.down_proj.weight"].T
+        d = ((g / (1 + np.exp(-g))) * u) @ W[pre + "mlp.down_proj.weight"].T
+        x = x + d
+        if keep is not None:
+            for name, value in (("attn_weights", s), ("o_proj", o), ("down_proj", d), ("layer", x)):
+                keep[name].append(value)
     x = rmsnorm(x, W["model.norm.weight"], eps)
     lm = W.get("lm_head.weight", W["model.embed_tokens.weight"])
     return x @ lm.T
