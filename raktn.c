@@ -2608,6 +2608,8 @@ static const char PAGE_SCRIPT[] =
     "for(var i=0;i<cs.length;i++){paint(cs[i],+cs[i].dataset.layer,+cs[i].dataset.head);\n"
     "  cs[i].addEventListener('click',function(){show(this);});}\n"
     "if(cs.length)show(cs[cs.length-H]);\n"
+    "/* milliseconds from opening the page to here, all drawn (notes/explain.md) */\n"
+    "document.body.setAttribute('data-ready-ms',Math.round(performance.now()));\n"
     "})();\n";
 
 /* A probability as the lens grid's colour: white (0) to deep blue (1) */
@@ -2831,7 +2833,7 @@ static void run_explain(Model *m, RunState *s, const Options *o, Tokenizer *tok)
         int width = 0; /* columns: a UTF-8 character's continuation bytes take none */
         for (const char *q = piece ? piece : "#00000"; *q; q++) width += ((unsigned char)*q & 0xc0) != 0x80;
         for (int pad = 20 - width; pad > 0; pad--) putchar(' ');
-        if (special) printf("  special: no text");
+        if (special) printf(" special token: no text");
         for (size_t b = 0; b < nb; b++) printf(" %02x", bytes[b]);
         printf("\n");
     }

@@ -223,6 +223,16 @@ class Explain(unittest.TestCase):
         every = run(["./raktn", model_path(CASES[ref]), "-m", "explain", "--ids", ids, "--pos", "all"]).stdout
         self.assertEqual(sum(line.startswith("position ") for line in every.splitlines()), 15)
 
+    def test_token_table_shows_byte_fallback(self):
+        # stories260K's 512 pieces have no 東 (e6 9d b1): three byte pieces
+        # (the ids sentencepiece gives with models/stories260K/tokenizer.model)
+        out = run(["./raktn", model_path("stories260K"), "-m", "explain", "-i", "a 東"]).stdout
+        rows = [line.split() for line in out.splitlines()[4:10]]
+        self.assertEqual(rows, [["0", "1", "'<s>'", "special", "token:", "no", "text"],
+                                ["1", "261", "'▁a'", "20", "61"], ["2", "410", "'▁'", "20"],
+                                ["3", "233", "'<0xE6>'", "e6"], ["4", "160", "'<0x9D>'", "9d"],
+                                ["5", "180", "'<0xB1>'", "b1"]])
+
     def test_refusals(self):
         ids = " ".join(map(str, self.refs["stories260K"]["ids"]))
         p = subprocess.run(["./raktn", model_path("stories260K"), "-m", "explain", "--ids", ids, "--pos", "15"],
