@@ -8,6 +8,8 @@
 #     within 1e-4 and the same argmax everywhere, as on x86-64;
 #   - the tokenizer: ids of a few texts equal to the x86-64 build's;
 #   - the demo's greedy text (make demo's model, -t 0) equal to x86-64's;
+#   - the trained stories260K: its 100 greedy ids equal float64's, and
+#     -m explain's numbers within 1e-5 of float64 (tests/fixtures);
 #   - tests/exp_check.c: the softmax exp against libm over the floats in
 #     [-87, 0] (every float natively, every 7th under qemu: ~1 minute less);
 # big-endian s390x must refuse every model with one line naming the byte
@@ -98,6 +100,20 @@ EOF
     done
   fi
 
+  if [ "$arch" != s390x ]; then
+    # the trained model: float64's greedy story, and explain within 1e-5 of float64
+    S=tests/work/models/stories260K/model.bin
+    G=tests/fixtures/stories260K.greedy.json
+    prompt=$("$PY" -c 'import json, sys; print(*json.load(open(sys.argv[1]))["prompt"])' "$G")
+    want=$("$PY" -c 'import json, sys; print(*json.load(open(sys.argv[1]))["greedy"])' "$G")
+    got=$($run "$bin" "$S" --ids "$prompt" -n 100 -t 0 -v 2>&1 >/dev/null | sed -n 's/^generated ids: //p')
+    if [ "$got" = "$want" ]; then ok "$arch story" "100 greedy ids = float64's"; else bad "$arch story" "greedy ids differ"; fi
+    eids=$("$PY" -c 'import json; print(*json.load(open("tests/fixtures/stories260K.explain.json"))["ids"])')
+    if $run "$bin" "$S" -m explain --ids "$eids" --json "$W/explain.json" >/dev/null 2>"$W/err" &&
+       r=$("$PY" tests/test_explain.py --check "$W/explain.json" tests/fixtures/stories260K.explain.json 1e-5 2>&1); then
+      ok "$arch explain" "$r"
+    else bad "$arch explain" "$(tail -c 300 "$W/err") $r"; fi
+  fi
   printf '%s' "$TEXTS" | tr '|' '\0' | xargs -0 -n1 $run "$bin" -m tokenize -z "$TOK" -i > "$W/tok.$arch" 2>&1
   if cmp -s "$W/tok.$arch" "$W/tok.x86_64"; then ok "$arch tokenizer" "$(wc -l <"$W/tok.$arch") texts, same ids"
   else bad "$arch tokenizer" "ids differ from x86-64 ($W/tok.$arch)"; fi

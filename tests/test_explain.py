@@ -97,6 +97,74 @@ def f32(x):
     return struct.unpack("<f", struct.pack("<f", x))[0]
 
 
+def _eq(a, b, msg=""):
+    if a != b:
+        raise AssertionError(f"{msg}: {a!r} != {b!r}" if msg else f"{a!r} != {b!r}")
+
+
+def _in(a, b, msg=""):
+    if a not in b:
+        raise AssertionError(msg)
+
+
+def _true(x, msg=""):
+    if not x:
+        raise AssertionError(msg)
+
+
+def _le(a, b, msg=""):
+    if not a <= b:
+        raise AssertionError(f"{msg} (limit {b:.3g})")
+
+
+def compare_to_float64(got, ref, tol):
+    """Raise AssertionError unless explain's JSON `got` matches the float64
+    reference `ref` (tests/fixtures/*.explain.json) within tol; return the
+    largest differences. tests/cross.sh uses it too."""
+    n, L = len(ref["ids"]), len(ref["layers"])
+    _eq([t["id"] for t in got["tokens"]], ref["ids"])
+    _eq(len(got["layers"]), L)
+    worst = {"attention": 0.0, "lens": 0.0, "rms": 0.0, "lens_rel": 0.0}
+
+    def rel(a, b):
+        return abs(a - b) / max(abs(b), 1e-30)
+    for p in range(n):
+        worst["rms"] = max(worst["rms"], rel(got["embed_rms"][p], ref["embed_rms"][p]))
+    for l in range(L):
+        g, r = got["layers"][l], ref["layers"][l]
+        _eq(g["module"], f"model.layers.{l}")
+        for key in ("resid_rms", "mid_rms", "attn_rms", "mlp_rms"):
+            for p in range(n):
+                worst["rms"] = max(worst["rms"], rel(g[key][p], r[key][p]))
+        for h, head in enumerate(r["attention"]):
+            for p in range(n):
+                for t in range(n):
+                    want, have = head[p][t], g["attention"][h][p][t]
+                    if want == 0.0:  # masked: exactly 0 in both
+                        _eq(have, 0.0, f"layer {l} head {h} query {p} key {t} is masked")
+                    worst["attention"] = max(worst["attention"], abs(have - want))
+        for p in range(n):
+            ref_p = dict(zip(r["lens"][p]["ids"], r["lens"][p]["probs"]))
+            ids, probs = g["lens"][p]["ids"], g["lens"][p]["probs"]
+            _eq(len(ids), got["k"])
+            for j, (i, pr) in enumerate(zip(ids, probs)):
+                _in(i, ref_p, f"layer {l} pos {p}: guess {j} (id {i}) is not in float64's top 10")
+                worst["lens"] = max(worst["lens"], abs(pr - ref_p[i]))
+                worst["lens_rel"] = max(worst["lens_rel"], rel(pr, ref_p[i]))
+                # the same order as float64, but for a tie closer than the tolerance
+                want = r["lens"][p]["ids"][j]
+                _true(i == want or abs(ref_p[i] - ref_p[want]) <= tol,
+                                f"layer {l} pos {p}: guess {j} is {i}, float64 says {want}")
+    # a probability's relative error is at most twice the largest logit
+    # error (d log p_i = dz_i - sum_j p_j dz_j), and fp32 logits are
+    # within 5e-5 of float64 here: 1e-4 = 10 x tol
+    for key, v in worst.items():
+        limit = 10 * tol if key == "lens_rel" else tol
+        _le(v, limit, f"{key}: max difference {v:.3g} from float64")
+    return worst
+
+
+
 class Explain(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -117,55 +185,12 @@ class Explain(unittest.TestCase):
         with open(out) as f:
             return json.load(f)
 
-    def check_against_float64(self, got, ref, tol):
-        n, L = len(ref["ids"]), len(ref["layers"])
-        self.assertEqual([t["id"] for t in got["tokens"]], ref["ids"])
-        self.assertEqual(len(got["layers"]), L)
-        worst = {"attention": 0.0, "lens": 0.0, "rms": 0.0, "lens_rel": 0.0}
-
-        def rel(a, b):
-            return abs(a - b) / max(abs(b), 1e-30)
-        for p in range(n):
-            worst["rms"] = max(worst["rms"], rel(got["embed_rms"][p], ref["embed_rms"][p]))
-        for l in range(L):
-            g, r = got["layers"][l], ref["layers"][l]
-            self.assertEqual(g["module"], f"model.layers.{l}")
-            for key in ("resid_rms", "mid_rms", "attn_rms", "mlp_rms"):
-                for p in range(n):
-                    worst["rms"] = max(worst["rms"], rel(g[key][p], r[key][p]))
-            for h, head in enumerate(r["attention"]):
-                for p in range(n):
-                    for t in range(n):
-                        want, have = head[p][t], g["attention"][h][p][t]
-                        if want == 0.0:  # masked: exactly 0 in both
-                            self.assertEqual(have, 0.0, f"layer {l} head {h} query {p} key {t} is masked")
-                        worst["attention"] = max(worst["attention"], abs(have - want))
-            for p in range(n):
-                ref_p = dict(zip(r["lens"][p]["ids"], r["lens"][p]["probs"]))
-                ids, probs = g["lens"][p]["ids"], g["lens"][p]["probs"]
-                self.assertEqual(len(ids), got["k"])
-                for j, (i, pr) in enumerate(zip(ids, probs)):
-                    self.assertIn(i, ref_p, f"layer {l} pos {p}: guess {j} (id {i}) is not in float64's top 10")
-                    worst["lens"] = max(worst["lens"], abs(pr - ref_p[i]))
-                    worst["lens_rel"] = max(worst["lens_rel"], rel(pr, ref_p[i]))
-                    # the same order as float64, but for a tie closer than the tolerance
-                    want = r["lens"][p]["ids"][j]
-                    self.assertTrue(i == want or abs(ref_p[i] - ref_p[want]) <= tol,
-                                    f"layer {l} pos {p}: guess {j} is {i}, float64 says {want}")
-        # a probability's relative error is at most twice the largest logit
-        # error (d log p_i = dz_i - sum_j p_j dz_j), and fp32 logits are
-        # within 5e-5 of float64 here: 1e-4 = 10 x tol
-        for key, v in worst.items():
-            limit = 10 * tol if key == "lens_rel" else tol
-            self.assertLessEqual(v, limit, f"{key}: max difference {v:.3g} from float64")
-        return worst
-
     def test_numbers_match_float64(self):
         for build, tol in BUILDS.items():
             for ref in CASES:
                 with self.subTest(build=build, ref=ref):
                     got = self.explain_json(build, ref)
-                    self.check_against_float64(got, self.refs[ref], tol)
+                    compare_to_float64(got, self.refs[ref], tol)
                     # the last layer's lens is the output
                     self.assertEqual(got["final"], got["layers"][-1]["lens"])
                     self.assertEqual(got["model"]["real"], "float64" if build == "raktn-truth" else "float32")
@@ -375,4 +400,12 @@ class Browser(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    # python3 tests/test_explain.py --check GOT.json REF.json TOL: one comparison
+    # (tests/cross.sh), else the tests
+    import sys
+    if sys.argv[1:2] == ["--check"]:
+        with open(sys.argv[2]) as f, open(sys.argv[3]) as g:
+            worst = compare_to_float64(json.load(f), json.load(g), float(sys.argv[4]))
+        print(", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
+    else:
+        unittest.main()
