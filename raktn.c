@@ -2561,8 +2561,7 @@ static const char PAGE_STYLE[] =
     "table.lens tr.out th,table.lens tr.out td{border-top:2px solid #333}"
     ".heads .layer{display:flex;flex-wrap:wrap;align-items:center;gap:3px;margin:3px 0}"
     ".heads .layer>.mod{width:15em;flex:none}"
-    "canvas.head{width:48px;height:48px;image-rendering:pixelated;border:1px solid #ccc;cursor:pointer}"
-    "canvas.head.on{outline:2px solid #c00}"
+    "canvas.maps{max-width:100%;image-rendering:pixelated;cursor:pointer}"
     "#big canvas{border:1px solid #ddd}"
     "#big-read{font:13px ui-monospace,monospace;min-height:1.4em}"
     "svg text{font:11px system-ui,sans-serif;fill:#333}";
@@ -2578,16 +2577,22 @@ static const char PAGE_SCRIPT[] =
     "  var a=new Float32Array(s.length/4);for(var i=0;i<a.length;i++)a[i]=v.getFloat32(4*i,true);return a;});\n"
     "function masked(p,t){return t>p||(W>0&&t<=p-W);}\n"
     "function weight(l,h,p,t){return masked(p,t)?0:A[l][h*tri+p*(p+1)/2+t];}\n"
-    "function paint(c,l,h){var x=c.getContext('2d'),im=x.createImageData(n,n);\n"
-    "  for(var p=0;p<n;p++)for(var t=0;t<n;t++){var i=4*(p*n+t),c3=rgb(l,h,p,t);\n"
-    "    im.data[i]=c3[0];im.data[i+1]=c3[1];im.data[i+2]=c3[2];im.data[i+3]=255;}\n"
-    "  x.putImageData(im,0,0);c.setAttribute('data-drawn','1');}\n"
     "function rgb(l,h,p,t){if(masked(p,t))return[232,232,232];var w=weight(l,h,p,t);\n"
     "  return[Math.round(255*(1-w)),Math.round(255-175*w),Math.round(255-80*w)];}\n"
+    "/* one canvas per layer, its heads' maps side by side: cell px per weight, gap px between maps */\n"
+    "var cell=Math.max(1,Math.floor(48/n)),map=n*cell,gap=4;\n"
+    "function paint(c,sel){var l=+c.dataset.layer,x=c.getContext('2d');c.width=H*(map+gap)-gap;c.height=map;\n"
+    "  var im=x.createImageData(c.width,c.height),d=im.data;\n"
+    "  for(var h=0;h<H;h++)for(var p=0;p<n;p++)for(var t=0;t<n;t++){var c3=rgb(l,h,p,t);\n"
+    "    for(var dy=0;dy<cell;dy++)for(var dx=0;dx<cell;dx++){var i=4*((p*cell+dy)*c.width+h*(map+gap)+t*cell+dx);\n"
+    "      d[i]=c3[0];d[i+1]=c3[1];d[i+2]=c3[2];d[i+3]=255;}}\n"
+    "  x.putImageData(im,0,0);\n"
+    "  if(sel>=0){x.strokeStyle='#c00';x.lineWidth=2;x.strokeRect(sel*(map+gap)+1,1,map-2,map-2);}\n"
+    "  c.setAttribute('data-drawn','1');}\n"
     "var big=document.getElementById('big-canvas'),read=document.getElementById('big-read'),cur=null,S=1,ML=0,MT=0;\n"
     "function label(p){var s=piece(p);return p+' '+(s.length>12?s.slice(0,11)+'\u2026':s);}\n"
-    "function show(c){var l=+c.dataset.layer,h=+c.dataset.head,x=big.getContext('2d');\n"
-    "  if(cur)cur.classList.remove('on');cur=c;c.classList.add('on');\n"
+    "function show(c,h){var l=+c.dataset.layer,x=big.getContext('2d');\n"
+    "  if(cur&&cur!==c)paint(cur,-1);cur=c;paint(c,h);\n"
     "  S=Math.max(3,Math.min(40,Math.floor(560/n)));var lab=S>=10;ML=lab?130:0;MT=lab?100:0;\n"
     "  big.width=ML+n*S;big.height=MT+n*S;x.clearRect(0,0,big.width,big.height);\n"
     "  for(var p=0;p<n;p++)for(var t=0;t<n;t++){var c3=rgb(l,h,p,t);\n"
@@ -2604,10 +2609,10 @@ static const char PAGE_SCRIPT[] =
     "  if(p<0||t<0||p>=n||t>=n)return;var l=+big.dataset.layer,h=+big.dataset.head;\n"
     "  read.textContent='query '+label(p)+'  \\u2192  key '+label(t)+':  '+\n"
     "    (masked(p,t)?'masked':weight(l,h,p,t).toPrecision(6));});\n"
-    "var cs=document.querySelectorAll('canvas.head');\n"
-    "for(var i=0;i<cs.length;i++){paint(cs[i],+cs[i].dataset.layer,+cs[i].dataset.head);\n"
-    "  cs[i].addEventListener('click',function(){show(this);});}\n"
-    "if(cs.length)show(cs[cs.length-H]);\n"
+    "var cs=document.querySelectorAll('canvas.maps');\n"
+    "for(var i=0;i<cs.length;i++){paint(cs[i],-1);cs[i].addEventListener('click',function(ev){\n"
+    "  var h=Math.floor(ev.offsetX*this.width/this.clientWidth/(map+gap));if(h<H)show(this,h);});}\n"
+    "if(cs.length)show(cs[cs.length-1],0);\n"
     "/* milliseconds from opening the page to here, all drawn (notes/explain.md) */\n"
     "document.body.setAttribute('data-ready-ms',Math.round(performance.now()));\n"
     "})();\n";
@@ -2761,13 +2766,12 @@ static void explain_html(const Explain *e, const Tokenizer *tok, const int *ids,
     fputs("<section id=\"attention\"><h2>Attention <span class=\"mod\">model.layers.L.self_attn</span> "
           "weights, one map per query head</h2>\n<p class=\"note\">Row: query position; column: key position; "
           "darker: more weight; grey: masked (causal or outside the sliding window). raktn.c: attention. "
-          "Click a map to enlarge it, hover the large map for the numbers.</p>\n<div class=\"heads\">\n", f);
+          "Heads 0, 1, ... from left to right; click a map to enlarge it, hover the large map for the numbers.</p>\n"
+          "<div class=\"heads\">\n", f);
     for (int l = 0; l < L; l++) {
-        fprintf(f, "<div class=\"layer\" data-layer=\"%d\"><span class=\"mod\">model.layers.%d.self_attn</span>", l, l);
-        for (int h = 0; h < H; h++)
-            fprintf(f, "<canvas class=\"head\" width=\"%d\" height=\"%d\" data-layer=\"%d\" data-head=\"%d\" "
-                    "title=\"model.layers.%d.self_attn head %d\"></canvas>", n, n, l, h, l, h);
-        fputs("</div>\n", f);
+        fprintf(f, "<div class=\"layer\"><span class=\"mod\">model.layers.%d.self_attn</span><canvas class=\"maps\" "
+                "data-layer=\"%d\" width=\"1\" height=\"1\" title=\"model.layers.%d.self_attn: heads 0..%d, left to "
+                "right\"></canvas></div>\n", l, l, l, H - 1);
     }
     fputs("</div>\n<div id=\"big\"><h3 id=\"big-title\"></h3><canvas id=\"big-canvas\" width=\"1\" height=\"1\"></canvas>"
           "<div id=\"big-read\"></div></div></section>\n", f);

@@ -384,10 +384,14 @@ class Browser(unittest.TestCase):
                 self.assertEqual(cell["text"], json_piece(top["ids"][0]))
                 self.assertEqual(int(cell["attrs"]["data-id"]), top["ids"][0])
                 self.assertIn(f"{top['probs'][0]:.4f}", cell["attrs"]["title"])
-        # the attention maps: every head's canvas painted by the script
-        heads = dom.find("canvas", "head")
-        self.assertEqual(len(heads), L * H)
-        self.assertTrue(all(h["attrs"].get("data-drawn") == "1" for h in heads), "a head map was not painted")
+        # the attention maps: one canvas per layer (its heads side by side),
+        # each painted by the script, sized for H maps of n x n
+        maps = dom.find("canvas", "maps")
+        self.assertEqual([m["attrs"]["data-layer"] for m in maps], [str(l) for l in range(L)])
+        cell = max(1, 48 // n)
+        for m in maps:
+            self.assertEqual(m["attrs"].get("data-drawn"), "1", "a layer's maps were not painted")
+            self.assertEqual((int(m["attrs"]["width"]), int(m["attrs"]["height"])), (H * (n * cell + 4) - 4, n * cell))
         self.assertEqual(dom.find("canvas", None, id="big-canvas")[0]["attrs"].get("data-drawn"), "1")
         self.assertTrue(dom.find("h3", None, id="big-title")[0]["text"].startswith(f"model.layers.{L - 1}.self_attn"))
         # the RMS chart: one line per position
