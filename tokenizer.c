@@ -60,7 +60,6 @@ struct Tokenizer {
     int32_t *bmp_id;
     /* id of <0xXX> for each byte value, -1 if missing */
     int32_t byte_id[256];
-    int32_t space_id;       /* id of "▁" (-1: it falls back to bytes) */
 
     MergeSlot *merge_tab;
     uint64_t merge_mask;
@@ -275,7 +274,6 @@ static int parse_tokenizer(Tokenizer *t, const unsigned char *data, uint64_t siz
             && cp < 65536)
             t->bmp_id[cp] = (int32_t)id;
     }
-    t->space_id = piece_lookup(t, "\xe2\x96\x81", 3);
 
     /* merges: u32 left, right, merged, rank */
     uint64_t merge_size = table_size_for(n_merges);
@@ -541,8 +539,15 @@ static int encode_segment(const Tokenizer *t, Work *w, const unsigned char *s, s
     w->next[w->n - 1] = -1;
 
     /* BPE: seed the heap with every adjacent pair, then repeatedly apply the
-     * best one (lowest rank, leftmost). Entries that went stale because a
-     * neighbour was merged are recognised by their ids and skipped. */
+     * best one (lowest rank, leftmost). The symbols form a list in text
+     * order (next/prev); a merge gives the left symbol the merged id and
+     * unlinks the right one, whose id becomes -1 and whose own links go
+     * stale (nothing reaches it again). A heap entry is acted on only if
+     * the symbol at its position still has its left id and that symbol's
+     * successor its right id; that suffices to recognise an entry made
+     * stale by an earlier merge: a symbol's id changes only when it grows
+     * (absorbing its successor, its id becomes a longer piece's, never one
+     * it had before), and its successor changes only in that same step. */
     for (size_t i = 0; i + 1 < w->n; i++)
         if (heap_push_pair(t, w, (int32_t)i) < 0) return -1;
     while (w->n_heap > 0) {
