@@ -70,6 +70,21 @@ def read_npy(path):
     return header["shape"], struct.unpack_from(f"<{count}{fmt}", data, 10 + n)
 
 
+def read_safetensors(path):
+    """{name: flat list of floats} of an fp32 safetensors file"""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, t in header.items():
+        if name != "__metadata__":
+            a, b = t["data_offsets"]
+            assert t["dtype"] == "F32", name
+            out[name] = struct.unpack(f"<{(b - a) // 4}f", data[a:b])
+    return out
+
+
 def page_data(page):
     """The JSON the page carries (its <script id="raktn-data">)"""
     start = page.index('<script type="application/json" id="raktn-data">')
@@ -247,6 +262,50 @@ class Explain(unittest.TestCase):
         self.assertIn(f"{final['probs'][0]:.4f}", lens[-1])
         every = run(["./raktn", model_path(CASES[ref]), "-m", "explain", "--ids", ids, "--pos", "all"]).stdout
         self.assertEqual(sum(line.startswith("position ") for line in every.splitlines()), 15)
+
+    def test_across_prefill_chunks(self):
+        """150 positions (two prefill chunks of 128): the lens is model.norm +
+        lm_head of --hidden's layer outputs (here in float64), the output is
+        -m logits' rows, the attention is --dump's, at positions on both
+        sides of the chunk boundary"""
+        g = json.load(open(os.path.join(FIX, "stories260K.greedy.json")))
+        ids = ((g["prompt"] + g["greedy"]) * 2)[:150]
+        ids_s = " ".join(map(str, ids))
+        d = self.tmp
+        got = json.loads(open(self.run_json(ids_s, "chunks.json")).read())
+        run(["./raktn", model_path("stories260K"), "-m", "logits", "--ids", ids_s, "-o", f"{d}/c.npy",
+             "--hidden", f"{d}/c.hidden.npy", "--dump", f"{d}/cdump"])
+        W = read_safetensors(os.path.join(STORIES_HF, "model.safetensors"))
+        norm, emb = W["model.norm.weight"], W["model.embed_tokens.weight"]  # tied: lm_head = embed_tokens
+        (_, V), logits = read_npy(f"{d}/c.npy")
+        (L1, n, D), hidden = read_npy(f"{d}/c.hidden.npy")
+        self.assertEqual((n, L1), (150, 6))
+        for p in (0, 127, 128, 149):
+            for l in range(5):
+                if l < 4:  # the lens: model.norm + lm_head of layer l's output, in float64
+                    x = hidden[((l + 1) * n + p) * D:((l + 1) * n + p + 1) * D]
+                    inv = 1 / math.sqrt(sum(v * v for v in x) / D + 1e-5)
+                    h = [norm[i] * x[i] * inv for i in range(D)]
+                    z = [sum(emb[v * D + i] * h[i] for i in range(D)) for v in range(V)]
+                else:  # the output: -m logits' row
+                    z = logits[p * V:(p + 1) * V]
+                m = max(z)
+                e = [math.exp(v - m) for v in z]
+                s = sum(e)
+                lens = got["layers"][l]["lens"][p]
+                for i, pr in zip(lens["ids"], lens["probs"]):
+                    self.assertAlmostEqual(pr, e[i] / s, delta=1e-5, msg=f"layer {l} pos {p} id {i}")
+                self.assertEqual(lens["ids"][0], max(range(V), key=lambda v: (z[v], -v)))
+            for l in range(5):
+                shape, w = read_npy(f"{d}/cdump/model.layers.{l}.self_attn.attn_weights.npy")
+                for hd in range(8):
+                    row = w[(hd * n + p) * n:(hd * n + p + 1) * n]
+                    self.assertEqual([f32(x) for x in got["layers"][l]["attention"][hd][p]], list(row))
+
+    def run_json(self, ids, name):
+        out = os.path.join(self.tmp, name)
+        run(["./raktn", model_path("stories260K"), "-m", "explain", "--ids", ids, "--json", out])
+        return out
 
     def test_token_table_shows_byte_fallback(self):
         # stories260K's 512 pieces have no 東 (e6 9d b1): three byte pieces
