@@ -397,6 +397,31 @@ START_TEST(test_generation_stops_at_context_end) {
 }
 END_TEST
 
+/* A temperature so small that logit / T overflows a float (1.2e-38, 1e-45)
+ * samples the limit T -> 0: HF's greedy tokens, with top-p and without
+ * (before the fix: "0 0 0 ..." with -p 0.9, "511 ..." with -p 1). */
+START_TEST(test_tiny_temperature_is_greedy) {
+    char prompt[64];
+    int hf[34];
+    sw8gen(prompt, sizeof prompt, hf);
+    const char *temps[] = {"1.2e-38", "1e-45"}, *tops[] = {"0.9", "1"};
+    for (int ti = 0; ti < 2; ti++)
+        for (int pi = 0; pi < 2; pi++) {
+            const char *argv[] = {"./raktn", SW8, "--ids", prompt, "-t", temps[ti], "-p", tops[pi], "-s", "3",
+                                  "-n", "34", "-v", NULL};
+            Result r = run(NULL, argv);
+            ck_assert_msg(r.status == 0, "%s", r.err);
+            int got[64];
+            const char *from = r.err;
+            ck_assert_int_eq(ids_after(&from, "generated ids: ", got, 64), 34);
+            for (int j = 0; j < 34; j++)
+                ck_assert_msg(got[j] == hf[j], "-t %s -p %s, step %d: %d, HF greedy %d", temps[ti], tops[pi], j, got[j],
+                              hf[j]);
+            result_free(&r);
+        }
+}
+END_TEST
+
 /* The model card's prompt template, written out here byte for byte
  * (RakutenAI-7B-chat/-instruct model cards: FastChat's Vicuna v1.1). */
 #define CARD_SYSTEM                                                                                             \
@@ -484,6 +509,7 @@ Suite *cli_suite(void) {
     tcase_add_test(tc, test_bad_model_files);
     tcase_add_test(tc, test_generation_stops_at_eos);
     tcase_add_test(tc, test_generation_stops_at_context_end);
+    tcase_add_test(tc, test_tiny_temperature_is_greedy);
     tcase_add_test(tc, test_chat_template_and_bos_once);
     suite_add_tcase(s, tc);
     return s;
