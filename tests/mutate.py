@@ -474,6 +474,7 @@ def main():
         return 0
 
     tests = makefile_tests()
+    t_start = time.time()
     results = {}
     runnable = []
     for m in chosen:
@@ -549,6 +550,7 @@ def main():
     print()
     print("mutants: %d; killed %d, survived %d (non-equivalent), equivalent %d, not applied %d, build failed %d"
           % (len(chosen), killed, survived, equiv, not_applied, build_failed))
+    print("run time: %.0f s with -j %d" % (time.time() - t_start, a.j))
     if considered:
         print("kill rate (killed / non-equivalent applied): %d/%d = %.0f%%"
               % (killed, considered, 100.0 * killed / considered))
