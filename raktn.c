@@ -568,7 +568,11 @@ static int by_prob_desc(const void *a, const void *b) {
  * from softmax(logits / temperature), kept to the nucleus of mass top_p. */
 static int sample(Sampler *sp, real *logits, int n) {
     if (sp->temperature == 0.0f) return argmax(logits, n);
-    for (int i = 0; i < n; i++) logits[i] /= sp->temperature;
+    /* (logit - max) / T: the same softmax as logit / T, but a tiny T sends
+     * every token below the maximum to -inf (probability 0) instead of
+     * overflowing to inf - inf = NaN: T -> 0 tends to argmax, as it should */
+    real max = logits[argmax(logits, n)];
+    for (int i = 0; i < n; i++) logits[i] = (logits[i] - max) / sp->temperature;
     softmax(logits, n);
     float r = random_f32(&sp->rng);
     if (sp->top_p <= 0.0f || sp->top_p >= 1.0f) {
@@ -585,8 +589,8 @@ static int sample(Sampler *sp, real *logits, int n) {
     int m = 0;
     for (int i = 0; i < n; i++)
         if (logits[i] >= cutoff) sp->idx[m++] = i;
-    /* NaN probabilities (1/temperature overflowing to Inf, or NaN/Inf in the
-     * weights) pass no cutoff: fall back to argmax rather than idx[-1] */
+    /* NaN probabilities (NaN or Inf logits, from NaN/Inf in the weights)
+     * pass no cutoff: fall back to argmax rather than idx[-1] */
     if (m == 0) return argmax(logits, n);
     g_sort_probs = logits;
     qsort(sp->idx, (size_t)m, sizeof(int), by_prob_desc);

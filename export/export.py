@@ -177,16 +177,27 @@ def read_config(hf_dir):
         return f
 
     c = {"arch": arch, "notes": []}
+    mistral = arch == "MistralForCausalLM"
+
+    def hf_default(key, value):
+        """transformers' value for a key config.json leaves out
+        (MistralConfig's or LlamaConfig's; tests/fixtures/hf_config_defaults.json)"""
+        if key in cfg:
+            return cfg[key]
+        c["notes"].append(f"export: note: {path}: no '{key}': transformers' default {value!r}")
+        return value
+
     c["dim"] = need_int("dim")
     c["hidden_dim"] = need_int("hidden_dim")
     c["n_layers"] = need_int("n_layers")
     c["n_heads"] = need_int("n_heads")
-    kv = cfg.get("num_key_value_heads")
-    c["n_kv_heads"] = c["n_heads"] if kv is None else need_int("n_kv_heads")
+    # absent: MistralConfig has 8, LlamaConfig num_attention_heads; null: num_attention_heads
+    kv = hf_default("num_key_value_heads", 8) if mistral else cfg.get("num_key_value_heads")
+    c["n_kv_heads"] = c["n_heads"] if kv is None else need_int("n_kv_heads", kv)
     c["vocab_size"] = need_int("vocab_size")
-    c["max_seq_len"] = need_int("max_seq_len")
-    c["rope_theta"] = need_float("rope_theta", 10000.0, 0.0, math.inf)
-    c["rms_norm_eps"] = need_float("rms_norm_eps", None, 0.0, 1.0)
+    c["max_seq_len"] = need_int("max_seq_len", hf_default("max_position_embeddings", 131072 if mistral else 2048))
+    c["rope_theta"] = need_float("rope_theta", hf_default("rope_theta", 10000.0), 0.0, math.inf)
+    c["rms_norm_eps"] = need_float("rms_norm_eps", hf_default("rms_norm_eps", 1e-6), 0.0, 1.0)
 
     if c["dim"] % c["n_heads"]:
         raise ExportError(f"{path}: hidden_size {c['dim']} is not a multiple of "
@@ -205,7 +216,7 @@ def read_config(hf_dir):
     if hd is not None and (isinstance(hd, bool) or hd != c["head_dim"]):
         raise ExportError(f"{path}: head_dim {show(hd)} != hidden_size/num_attention_heads "
                           f"({c['head_dim']}); not implemented")
-    act = cfg.get("hidden_act", "silu")
+    act = hf_default("hidden_act", "silu")
     if act != "silu":
         raise ExportError(f"{path}: hidden_act {show(act)} is not implemented (only silu)")
     if cfg.get("rope_scaling") is not None:
@@ -220,7 +231,8 @@ def read_config(hf_dir):
         c["notes"].append(f"export: note: {path}: pretraining_tp={show(cfg['pretraining_tp'])} "
                           "ignored (same math)")
 
-    sw = cfg.get("sliding_window") if arch == "MistralForCausalLM" else None
+    # absent: MistralConfig's 4096; null: no window
+    sw = hf_default("sliding_window", 4096) if mistral else None
     if sw is None:
         sw = 0
     sw = need_int("sliding_window", sw)
@@ -229,7 +241,7 @@ def read_config(hf_dir):
     c["sliding_window"] = sw
 
     def token_id(key, default):
-        v = cfg.get(key, default)
+        v = hf_default(key, default)
         if isinstance(v, list):       # some configs list several eos ids
             v = v[0] if v else None
         if v is None:
@@ -241,7 +253,7 @@ def read_config(hf_dir):
 
     c["bos_id"] = token_id("bos_token_id", 1)
     c["eos_id"] = token_id("eos_token_id", 2)
-    tied = cfg.get("tie_word_embeddings", False)
+    tied = hf_default("tie_word_embeddings", False)
     if tied is not None and not isinstance(tied, bool):
         raise ExportError(f"{path}: tie_word_embeddings {show(tied)} is not true or false")
     c["tied"] = bool(tied)

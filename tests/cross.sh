@@ -5,7 +5,10 @@
 # (make raktn CC=TARGET-gcc LDFLAGS=-static, in a scratch copy of the
 # sources) and runs them under qemu-user (i686 natively):
 #   - the logits fixtures (tests/fixtures, from transformers) through -m logits:
-#     within 1e-4 and the same argmax everywhere, as on x86-64;
+#     within 1e-4 and the same argmax everywhere, as on x86-64 (long: three
+#     prefill chunks; theta: rope_theta 1e6, rms_norm_eps 1e-6); far: 4100
+#     positions, the rows far.json lists within 2e-5 of HF's (test_cli's
+#     tolerance: this target's RoPE angles at positions in the thousands);
 #   - the tokenizer: ids of a few texts equal to the x86-64 build's;
 #   - the demo's greedy text (make demo's model, -t 0) equal to x86-64's;
 #   - the trained stories260K: its 100 greedy ids equal float64's, and
@@ -76,7 +79,7 @@ for target in $TARGETS; do
       bad "$arch logits" "exit $st: $(cat "$W/err")"
     fi
   else
-    for name in sw8 hd128 wide tied t48k; do
+    for name in sw8 hd128 wide tied t48k long theta; do
       model=tests/work/models/$name/model.bin
       [ "$name" = t48k ] && model=tests/work/models/t48k-bf16/model.bin
       ids=$(cat tests/fixtures/$name.ids)
@@ -98,6 +101,21 @@ EOF
         bad "$arch $name" "exit $?: $(head -c 200 "$W/err")"
       fi
     done
+    if $run "$bin" tests/work/models/long/model.bin -m logits --ids "$(cat tests/fixtures/far.ids)" -o "$W/far.f32" \
+        >/dev/null 2>"$W/err"; then
+      if r=$("$PY" - "$W/far.f32" tests/fixtures/far.rows.f32 tests/fixtures/far.json <<'EOF'
+import array, json, sys
+a, b = array.array("f"), array.array("f")
+a.frombytes(open(sys.argv[1], "rb").read()); b.frombytes(open(sys.argv[2], "rb").read())
+rows, vocab = json.load(open(sys.argv[3]))["rows"], 256
+d = max(abs(a[p * vocab + v] - b[k * vocab + v]) for k, p in enumerate(rows) for v in range(vocab))
+print(f"positions {rows[0]}..{rows[-1]}: max |dlogit| {d:.2e}")
+sys.exit(0 if d <= 2e-5 else 1)
+EOF
+); then ok "$arch far" "$r"; else bad "$arch far" "$r"; fi
+    else
+      bad "$arch far" "exit $?: $(head -c 200 "$W/err")"
+    fi
   fi
 
   if [ "$arch" != s390x ]; then

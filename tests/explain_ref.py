@@ -34,7 +34,7 @@ def rms(x):
 
 def explain(cfg, W, ids):
     keep = {}
-    logits = ref64.forward(cfg, W, np.array(ids), keep)
+    logits = ref64.forward(cfg, W, np.array(ids), keep=keep)
     eps = float(cfg["rms_norm_eps"])
     lm = W.get("lm_head.weight", W["model.embed_tokens.weight"])
     layers, before = [], keep["embed"]

@@ -6,7 +6,7 @@ Standard library only (CI regenerates the test checkpoints with it).
   make_checkpoint.py OUT_DIR --hidden H --layers L --heads N --kv-heads K
       --intermediate I --vocab V --seed S [--sliding-window W|none]
       [--dtype bf16|fp16|fp32] [--shards S] [--tied] [--arch mistral|llama]
-      [--std X] [--norm-std X]
+      [--std X] [--norm-std X] [--embed-std X] [--rope-theta T] [--rms-norm-eps E]
 
 Values
 ------
@@ -24,7 +24,9 @@ u.  u indexes a 65536-entry table: value = bf16_round(mean + std *
 Phi^-1((u + 0.5) / 65536)) (double rounded once to bf16, ties to even) (Phi^-1 = the standard normal quantile), flushed
 to 0 below 2^-14 in magnitude.  So the values are an (inverse-CDF) sample of
 N(mean, std^2): matrices use mean 0 and --std (default 0.16, see below), the
-RMSNorm weights mean 1 and --norm-std (default 0.1).
+RMSNorm weights mean 1 and --norm-std (default 0.1); with --embed-std the
+embedding matrix has its own std (so small that rms_norm_eps matters: mean(x^2)
+of an embedding row is about std^2).
 
 Why std 0.16 at hidden 64: 0.02 * sqrt(4096 / 64) keeps the attention scores
 as peaked as in the 7B shapes at std 0.02; at 0.02 a 64-wide model's attention
@@ -95,10 +97,13 @@ def encoded_table(values, dtype):
 class Encoder:
     """Turns per-tensor random streams into little-endian bytes of one dtype."""
 
-    def __init__(self, dtype, std, norm_std):
+    def __init__(self, dtype, std, norm_std, embed_std=None):
         self.dtype = dtype
         self.tables = {}
-        for kind, (mean, s) in {"matrix": (0.0, std), "norm": (1.0, norm_std)}.items():
+        kinds = {"matrix": (0.0, std), "norm": (1.0, norm_std)}
+        if embed_std is not None:
+            kinds["embed"] = (0.0, embed_std)
+        for kind, (mean, s) in kinds.items():
             enc = encoded_table(value_table(mean, s), dtype)
             self.tables[kind] = enc
 
@@ -130,7 +135,7 @@ def tensor_specs(a):
     h, i, v = a.hidden, a.intermediate, a.vocab
     hd = h // a.heads
     kvd = a.kv_heads * hd
-    specs = [("model.embed_tokens.weight", [v, h], "matrix")]
+    specs = [("model.embed_tokens.weight", [v, h], "matrix" if a.embed_std is None else "embed")]
     for l in range(a.layers):
         p = f"model.layers.{l}."
         specs += [
@@ -181,8 +186,8 @@ def make_config(a):
         "num_key_value_heads": a.kv_heads,
         "vocab_size": a.vocab,
         "hidden_act": "silu",
-        "rope_theta": 10000.0,
-        "rms_norm_eps": 1e-05,
+        "rope_theta": a.rope_theta,
+        "rms_norm_eps": a.rms_norm_eps,
         "max_position_embeddings": 32768,
         "tie_word_embeddings": bool(a.tied),
         "torch_dtype": DTYPES[a.dtype][2],
@@ -193,6 +198,8 @@ def make_config(a):
         cfg["sliding_window"] = a.sliding_window
     cfg["_random_init"] = {"generator": "tests/make_checkpoint.py", "seed": a.seed,
                            "std": a.std, "norm_std": a.norm_std}
+    if a.embed_std is not None:
+        cfg["_random_init"]["embed_std"] = a.embed_std
     return cfg
 
 
@@ -223,6 +230,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, required=True)
     ap.add_argument("--std", type=float, default=0.16, help="std of the weight matrices (default 0.16)")
     ap.add_argument("--norm-std", type=float, default=0.1, help="std of the RMSNorm weights around 1 (default 0.1)")
+    ap.add_argument("--embed-std", type=float, default=None, help="std of embed_tokens (default: --std)")
+    ap.add_argument("--rope-theta", type=float, default=10000.0, help="config.json rope_theta (default 10000.0)")
+    ap.add_argument("--rms-norm-eps", type=float, default=1e-05, help="config.json rms_norm_eps (default 1e-05)")
     a = ap.parse_args(argv)
 
     for k in ("hidden", "layers", "heads", "kv_heads", "intermediate", "vocab", "shards"):
@@ -246,7 +256,7 @@ def main(argv=None):
         json.dump(make_config(a), f, indent=2)
         f.write("\n")
 
-    enc = Encoder(a.dtype, a.std, a.norm_std)
+    enc = Encoder(a.dtype, a.std, a.norm_std, a.embed_std)
     if a.shards == 1:
         write_safetensors(os.path.join(a.out_dir, "model.safetensors"), specs, st_dtype, elsize, enc, a.seed)
         return 0

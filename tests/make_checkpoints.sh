@@ -46,9 +46,19 @@ mk wide --hidden 128 --layers 2 --heads 8 --kv-heads 2 --intermediate 256 --voca
 # 64-dimension value sums and the matmul tiles' partial edges.
 mk hd128 --hidden 256 --layers 2 --heads 2 --kv-heads 1 --intermediate 500 --vocab 1001 \
         --sliding-window 12 --dtype bf16 --seed 5 --std 0.08
+# Long runs (tests/fixtures long, far): vocab 256 keeps the fixtures small;
+# a window of 100 (< the prefill chunk of 128) makes the second chunk read
+# the first one's keys from the ring, which wraps every 100 positions.
+mk long --hidden 64 --layers 2 --heads 4 --kv-heads 2 --intermediate 160 --vocab 256 \
+        --sliding-window 100 --dtype bf16 --seed 6
+# Not the defaults: rope_theta 1e6 and rms_norm_eps 1e-6 (Mistral-7B-Instruct-
+# v0.2's), with embeddings of std 0.002 so that the first RMSNorm's eps
+# matters (mean(x^2) ~ 4e-6: eps 1e-5 instead of 1e-6 moves its scale by 38%).
+mk theta --hidden 64 --layers 2 --heads 4 --kv-heads 2 --intermediate 160 --vocab 256 \
+        --sliding-window 4096 --dtype bf16 --seed 7 --rope-theta 1e6 --rms-norm-eps 1e-6 --embed-std 0.002
 
 if command -v sha256sum >/dev/null 2>&1; then SHA="sha256sum"; else SHA="shasum -a 256"; fi
-LIST=$(cd "$OUT" && find t48k-bf16 t48k-fp16 t48k-fp32 t48k-sharded t48k-llama sw8 tied wide hd128 \
+LIST=$(cd "$OUT" && find t48k-bf16 t48k-fp16 t48k-fp32 t48k-sharded t48k-llama sw8 tied wide hd128 long theta \
         -type f \( -name '*.safetensors' -o -name '*.json' \) | LC_ALL=C sort)
 if [ "$UPDATE" = 1 ]; then
   (cd "$OUT" && $SHA $LIST) > "$SUMS"

@@ -55,8 +55,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MUTANTS = [
     # ---- sampling (raktn.c, section 5)
     dict(id="S1", file="raktn.c", cls="temperature", desc="temperature multiplies the logits",
-         old="for (int i = 0; i < n; i++) logits[i] /= sp->temperature;",
-         new="for (int i = 0; i < n; i++) logits[i] *= sp->temperature;"),
+         old="logits[i] = (logits[i] - max) / sp->temperature;", new="logits[i] = (logits[i] - max) * sp->temperature;"),
     dict(id="S2", file="raktn.c", cls="top-p cutoff", desc="nucleus stops at mass > top_p, not >= (boundary exactly at p)",
          old="if (mass >= sp->top_p) { last = i; break; }",
          new="if (mass > sp->top_p) { last = i; break; }"),
@@ -225,6 +224,92 @@ MUTANTS = [
     dict(id="F22", file="raktn.c", cls="attention", desc="prefill always takes the per-position attention (blocked path unused)",
          old="if (n > 1 && c->n_heads / c->n_kv_heads <= 16) attention_blocked(", new="if (0) attention_blocked(",
          equivalent="attention() computes the same function; only the speed changes (bits may differ in the last place)"),
+    # ---- issue 23: classes of behaviour users reach (every program over
+    # several prefill chunks, configurations other than the default, output
+    # files read back, long positions, chat input, sampler and loader edges)
+    # -- multi-chunk runs (chunks of 128; test_cli's long fixture: 260 ids)
+    dict(id="K1", file="raktn.c", cls="chunks: ppl", desc="ppl: every chunk reads the first chunk's ids",
+         old="forward_chunk(m, s, ids + i, len, i, logits, 1, NULL);", new="forward_chunk(m, s, ids, len, i, logits, 1, NULL);"),
+    dict(id="K2", file="raktn.c", cls="chunks: logits", desc="logits: every chunk run at position 0",
+         old="forward_chunk(m, s, ids + i, len, i, logits, 1, tr);", new="forward_chunk(m, s, ids + i, len, 0, logits, 1, tr);"),
+    dict(id="K3", file="raktn.c", cls="chunks: logits -o", desc="-o: only the first chunk's rows written",
+         old="if (o->out_path) out_write(&out, logits,", new="if (o->out_path && i == 0) out_write(&out, logits,"),
+    dict(id="K4", file="raktn.c", cls="chunks: --hidden", desc="--hidden: every chunk's rows written at position 0",
+         old="memcpy(hs->h + ((size_t)k * hs->n + pos) * hs->dim,", new="memcpy(hs->h + ((size_t)k * hs->n) * hs->dim,"),
+    dict(id="K5", file="raktn.c", cls="chunks: --dump", desc="--dump: every chunk's rows written at position 0",
+         old="memcpy(t->data + (size_t)pos * cols, x,", new="memcpy(t->data, x,"),
+    dict(id="K6", file="raktn.c", cls="chunks: generate", desc="a prompt's chunks all run at the prompt's first position",
+         old="forward_chunk(m, s, tokens + i, len, pos + i, i + len == n", new="forward_chunk(m, s, tokens + i, len, pos, i + len == n"),
+    dict(id="K7", file="raktn.c", cls="chunks: generate", desc="a long prompt's next token from its first chunk's logits",
+         old="i + len == n ? s->logits : NULL, 0, NULL);", new="i == 0 ? s->logits : NULL, 0, NULL);"),
+    dict(id="K8", file="raktn.c", cls="chunks: chat", desc="every turn's prompt fed at position 0 (later turns overwrite the first)",
+         old="real *logits = forward(m, s, prompt, n_prompt, *pos);", new="real *logits = forward(m, s, prompt, n_prompt, 0);"),
+    dict(id="K9", file="raktn.c", cls="chunks: KV ring", desc="a chunk longer than the ring stores its keys last-first (the earlier win)",
+         old="    for (int b = 0; b < n; b++)\n        for (int kvh = 0; kvh < c->n_kv_heads; kvh++) {\n            size_t at = kv_offset",
+         new="    for (int b = n - 1; b >= 0; b--)\n        for (int kvh = 0; kvh < c->n_kv_heads; kvh++) {\n            size_t at = kv_offset"),
+    # -- configurations other than the default
+    dict(id="N1", file="raktn.c", cls="config: rope_theta", desc="raktn ignores the file's rope_theta (10000)",
+         old="c->rope_theta = rd_f32(h + 64);", new="c->rope_theta = 10000.0f;"),
+    dict(id="N2", file="raktn.c", cls="config: rms_norm_eps", desc="raktn ignores the file's rms_norm_eps (1e-5)",
+         old="c->rms_norm_eps = rd_f32(h + 68);", new="c->rms_norm_eps = 1e-5f;"),
+    dict(id="N3", file="export/export.py", cls="config: defaults", desc="export: a missing rope_theta means 1e6",
+         old='hf_default("rope_theta", 10000.0)', new='hf_default("rope_theta", 1e6)'),
+    dict(id="N4", file="export/export.py", cls="config: defaults", desc="export: a missing tie_word_embeddings means true",
+         old='tied = hf_default("tie_word_embeddings", False)', new='tied = hf_default("tie_word_embeddings", True)'),
+    dict(id="N5", file="export/tokenizer_export.py", cls="config: defaults", desc="tokenizer export: a missing add_bos_token means false",
+         old="add_bos, add_eos = True, False  # LlamaTokenizer defaults", new="add_bos, add_eos = False, False  # LlamaTokenizer defaults"),
+    dict(id="N6", file="export/export.py", cls="config: defaults", desc="export: a Mistral config without sliding_window has no window",
+         old='sw = hf_default("sliding_window", 4096) if mistral else None', new='sw = cfg.get("sliding_window") if mistral else None'),
+    dict(id="N7", file="export/export.py", cls="config: defaults", desc="export: a Mistral config without num_key_value_heads takes num_attention_heads",
+         old='kv = hf_default("num_key_value_heads", 8) if mistral else', new='kv = cfg.get("num_key_value_heads") if mistral else'),
+    dict(id="N8", file="export/export.py", cls="config: defaults", desc="export: a missing rms_norm_eps means 1e-5",
+         old='hf_default("rms_norm_eps", 1e-6)', new='hf_default("rms_norm_eps", 1e-5)'),
+    dict(id="N9", file="export/export.py", cls="config: defaults", desc="export: a missing max_position_embeddings means 32768",
+         old="131072 if mistral else 2048", new="32768 if mistral else 2048"),
+    dict(id="N10", file="raktn.c", cls="config: no BOS", desc="the prompt gets BOS whatever the tokenizer says",
+         old="tokenizer_encode(tok, src, len, tokenizer_add_bos(tok), &ids, &nids)", new="tokenizer_encode(tok, src, len, 1, &ids, &nids)"),
+    dict(id="N11", file="raktn.c", cls="config: no BOS", desc="chat's first turn gets BOS whatever the tokenizer says",
+         old="(size_t)tlen, turn == 0 && tokenizer_add_bos(tok),", new="(size_t)tlen, turn == 0,"),
+    dict(id="N12", file="raktn.c", cls="config: header", desc="raktn ignores the file's sliding window",
+         old="c->sliding_window = (int)f[9];", new="c->sliding_window = 0;"),
+    # -- output files read back (tests/test_outputs.py, test_model's read_npy)
+    dict(id="O1", file="raktn.c", cls="outputs: combined", desc="--dump with --hidden: the hidden file all zeros",
+         old="c->n_heads, o->hidden_path ? &hs.trace : NULL};", new="c->n_heads, NULL};"),
+    dict(id="O2", file="raktn.c", cls="outputs: .npy header", desc=".npy header with the shape reversed",
+         old='"%ld,%s", shape[i], i + 1 < ndim', new='"%ld,%s", shape[ndim - 1 - i], i + 1 < ndim'),
+    dict(id="O3", file="raktn.c", cls="outputs: .npy dtype", desc="the truth build labels its float64 data <f4",
+         old='sizeof(real) == 8 ? "<f8" : "<f4"', new='"<f4"'),
+    dict(id="O4", file="raktn.c", cls="outputs: .npy header", desc=".npy header padded to 16 bytes, not 64",
+         old="int total = (10 + len + 1 + 63) / 64 * 64;", new="int total = (10 + len + 1 + 15) / 16 * 16;"),
+    dict(id="O5", file="raktn.c", cls="outputs: .npy header", desc=".npy header says fortran_order True",
+         old="'fortran_order': False, 'shape'", new="'fortran_order': True, 'shape'"),
+    dict(id="O6", file="raktn.c", cls="outputs: --dump", desc="--dump: the attention weights' header 2-d (heads, n)",
+         old="out_open_floats(&f, path, t->shape, t->ndim);", new="out_open_floats(&f, path, t->shape, 2);"),
+    # -- long positions
+    dict(id="L1", file="raktn.c", cls="long positions: RoPE angle", desc="RoPE angle p * inv_freq in double, not HF's float32",
+         old="real angle = (real)(pos + b) * s->inv_freq[i];", new="double angle = (double)(pos + b) * s->inv_freq[i];"),
+    dict(id="L2", file="raktn.c", cls="long positions: RoPE angle", desc="sin as cos(angle - pi/2) in float (exact at small angles only)",
+         old="s->rope_sin[(size_t)b * half + i] = sin(angle);", new="s->rope_sin[(size_t)b * half + i] = cos(angle - (real)1.5707963267948966);"),
+    # -- chat input
+    dict(id="I1", file="raktn.c", cls="chat input: CRLF", desc="a CRLF line keeps its \\r",
+         old="while (len > 0 && (line[len - 1] == '\\n' || line[len - 1] == '\\r')) line[--len] = 0;",
+         new="while (len > 0 && line[len - 1] == '\\n') line[--len] = 0;"),
+    dict(id="I2", file="raktn.c", cls="chat input: empty line", desc="an empty line ends the conversation",
+         old="if (len == 0) continue;", new="if (len == 0) break;"),
+    dict(id="I3", file="raktn.c", cls="chat input: spaces", desc="a line of only spaces is skipped",
+         old="if (len == 0) continue;", new="if (strspn(line, \" \") == (size_t)len) continue;"),
+    dict(id="I4", file="raktn.c", cls="chat input: EOF", desc="a last line without a newline is dropped",
+         old="if (len < 0) { /* the end of input", new="if (len < 0 || line[len - 1] != '\\n') { /* the end of input"),
+    # -- sampler and loader edges
+    dict(id="E1", file="raktn.c", cls="sampler: tiny T", desc="logit / T (overflows to NaN probabilities at T = 1.2e-38)",
+         old="logits[i] = (logits[i] - max) / sp->temperature;", new="logits[i] = logits[i] / sp->temperature;"),
+    dict(id="E2", file="raktn.c", cls="header: tied flag", desc="tied flag 0xFFFFFFFF (-1) accepted",
+         old="if (c->tied != 0 && c->tied != 1) return", new="if (c->tied > 1) return"),
+    dict(id="E3", file="tokenizer.c", cls="UTF-8", desc="U+10FFFF refused", old="v > 0x10FFFF ||", new="v >= 0x10FFFF ||"),
+    dict(id="E4", file="tokenizer.c", cls="UTF-8", desc="surrogates accepted",
+         old="if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;", new="if (v < min || v > 0x10FFFF) return 0;"),
+    dict(id="E5", file="tokenizer.c", cls="special tokens", desc="EOS added when BOS is not requested",
+         old="if (rc == 0 && add_bos && t->add_eos && t->eos >= 0)", new="if (rc == 0 && t->add_eos && t->eos >= 0)"),
 ]
 
 # Test programs that finish fastest run first (a mutant's run stops at the
@@ -336,7 +421,7 @@ def run_suite(scratch, tests, timeout, stop_first=True):
 
 
 def build(scratch, tests):
-    r = subprocess.run(["make", "-s", "-j2", "raktn"] + tests, cwd=scratch, capture_output=True, text=True,
+    r = subprocess.run(["make", "-s", "-j2", "raktn", "raktn-plain", "raktn-truth"] + tests, cwd=scratch, capture_output=True, text=True,
                        errors="replace")
     return r.returncode == 0, r.stdout + r.stderr
 
@@ -389,6 +474,7 @@ def main():
         return 0
 
     tests = makefile_tests()
+    t_start = time.time()
     results = {}
     runnable = []
     for m in chosen:
@@ -464,6 +550,7 @@ def main():
     print()
     print("mutants: %d; killed %d, survived %d (non-equivalent), equivalent %d, not applied %d, build failed %d"
           % (len(chosen), killed, survived, equiv, not_applied, build_failed))
+    print("run time: %.0f s with -j %d" % (time.time() - t_start, a.j))
     if considered:
         print("kill rate (killed / non-equivalent applied): %d/%d = %.0f%%"
               % (killed, considered, 100.0 * killed / considered))

@@ -4,6 +4,7 @@
 #                           verified against tests/fixtures/checkpoints.sha256)
 #   tests/work/models/NAME  their export/export.py output (model.bin [+ tokenizer.bin])
 #   tests/work/tok/         tokenizer.bin files for the tokenizer tests
+#   (t48k-nobos: t48k-bf16 with add_bos_token false)
 # Only python3 (standard library) is needed. Re-running is cheap: a stamp file
 # records the inputs' hash and skips the work when nothing changed.
 set -eu
@@ -29,7 +30,15 @@ PYTHON=$PY sh tests/make_checkpoints.sh "$W/hf"
 sh tests/tokenizer/prepare.sh
 cp "$W/tok/src/rakuten48k/tokenizer.json" "$W/tok/src/rakuten48k/tokenizer_config.json" "$W/hf/t48k-bf16/"
 
-for name in t48k-bf16 t48k-fp16 t48k-fp32 t48k-sharded t48k-llama sw8 tied wide hd128; do
+# t48k-nobos: t48k-bf16 with the same tokenizer told not to add BOS
+# (tokenizer_config.json add_bos_token false: the text modes must then start
+# without <s>, as AutoTokenizer does)
+mkdir -p "$W/hf/t48k-nobos"
+cp "$W/hf/t48k-bf16/config.json" "$W/hf/t48k-bf16/model.safetensors" "$W/hf/t48k-bf16/tokenizer.json" "$W/hf/t48k-nobos/"
+sed 's/"add_bos_token": true/"add_bos_token": false/' "$W/hf/t48k-bf16/tokenizer_config.json" > "$W/hf/t48k-nobos/tokenizer_config.json"
+grep -q '"add_bos_token": false' "$W/hf/t48k-nobos/tokenizer_config.json"
+
+for name in t48k-bf16 t48k-fp16 t48k-fp32 t48k-sharded t48k-llama sw8 tied wide hd128 long theta t48k-nobos; do
   "$PY" export/export.py --quiet "$W/hf/$name" "$W/models/$name" 2>"$W/export-$name.log" || {
     cat "$W/export-$name.log" >&2; exit 1; }
 done

@@ -12,6 +12,8 @@
 
 #define SW8 "tests/work/models/sw8/model.bin"
 #define T48K "tests/work/models/t48k-bf16/model.bin"
+#define LONG "tests/work/models/long/model.bin"
+#define NOBOS "tests/work/models/t48k-nobos/model.bin"
 #define TMP "tests/work/cli"
 
 #include "testrun.h"
@@ -46,6 +48,7 @@ static char *fixture_ids(const char *name) {
 static const struct { const char *name, *model; int n, vocab, layers, dim; } LOGITS_CASES[] = {
     {"sw8", SW8, 40, 512, 3, 64},
     {"hd128", "tests/work/models/hd128/model.bin", 30, 1001, 2, 256},
+    {"long", LONG, 260, 256, 2, 64}, /* three chunks: 128 + 128 + 4, window 100 */
 };
 
 START_TEST(test_logits_file_matches_hf) {
@@ -76,23 +79,31 @@ START_TEST(test_logits_file_matches_hf) {
 }
 END_TEST
 
-/* ppl = exp(mean NLL), computed here from HF's logits in double */
+/* ppl = exp(mean NLL), computed here from HF's logits in double: sw8 (one
+ * chunk) and long (260 ids: two whole chunks of 128 and a third of 3 scored
+ * positions; a chunk that rereads the first chunk's ids, or is run at the
+ * wrong position, moves the mean by ~1e-2) */
+static const struct { const char *name, *model; int vocab; } PPL_CASES[] = {{"sw8", SW8, 512}, {"long", LONG, 256}};
+
 START_TEST(test_ppl_matches_reference_logits) {
-    char *ids_text = fixture_ids("sw8");
-    int ids[64];
-    int n = tu_parse_ids(ids_text, ids, 64);
-    float *ref = tu_read_f32("tests/fixtures/sw8.logits.f32", (size_t)n * 512);
+    const char *name = PPL_CASES[_i].name;
+    int V = PPL_CASES[_i].vocab;
+    char *ids_text = fixture_ids(name), path[256];
+    static int ids[512];
+    int n = tu_parse_ids(ids_text, ids, 512);
+    snprintf(path, sizeof path, "tests/fixtures/%s.logits.f32", name);
+    float *ref = tu_read_f32(path, (size_t)n * V);
     ck_assert(ref);
     double nll = 0;
     for (int p = 0; p < n - 1; p++) {
-        const float *row = ref + (size_t)p * 512;
+        const float *row = ref + (size_t)p * V;
         double mx = row[0], sum = 0;
-        for (int v = 1; v < 512; v++) mx = fmax(mx, row[v]);
-        for (int v = 0; v < 512; v++) sum += exp(row[v] - mx);
+        for (int v = 1; v < V; v++) mx = fmax(mx, row[v]);
+        for (int v = 0; v < V; v++) sum += exp(row[v] - mx);
         nll += log(sum) + mx - row[ids[p + 1]];
     }
     nll /= n - 1;
-    const char *argv[] = {"./raktn", SW8, "-m", "ppl", "--ids", ids_text, NULL};
+    const char *argv[] = {"./raktn", PPL_CASES[_i].model, "-m", "ppl", "--ids", ids_text, NULL};
     Result r = run(NULL, argv);
     ck_assert_msg(r.status == 0, "%s", r.err);
     double got_nll, got_ppl;
@@ -101,8 +112,8 @@ START_TEST(test_ppl_matches_reference_logits) {
                   "unexpected output: %s", r.out);
     ck_assert_int_eq(tokens, n);
     ck_assert_int_eq(predicted, n - 1);
-    ck_assert_msg(fabs(got_nll - nll) < 1e-5, "nll %f vs reference %f", got_nll, nll);
-    ck_assert_msg(fabs(got_ppl - exp(nll)) < 1e-4 * exp(nll), "ppl %f vs %f", got_ppl, exp(nll));
+    ck_assert_msg(fabs(got_nll - nll) < 1e-5, "%s: nll %f vs reference %f", name, got_nll, nll);
+    ck_assert_msg(fabs(got_ppl - exp(nll)) < 1e-4 * exp(nll), "%s: ppl %f vs %f", name, got_ppl, exp(nll));
     free(ref); free(ids_text);
     result_free(&r);
 }
@@ -263,7 +274,7 @@ static void write_variant(const char *dst, long truncate_to, long patch_at, cons
 }
 
 START_TEST(test_bad_model_files) {
-    uint32_t huge = 0x7FFFFFFFu, zero = 0, three = 3;
+    uint32_t huge = 0x7FFFFFFFu, zero = 0, three = 3, all_ones = 0xFFFFFFFFu, two = 2;
     float neg = -1.0f;
     struct { long trunc, at; const void *patch; size_t plen; const char *msg; } cases[] = {
         {100, 0, NULL, 0, "shorter than the 256-byte header"},
@@ -279,6 +290,8 @@ START_TEST(test_bad_model_files) {
         {-1, 52, &huge, 4, "bos_id"},
         {-1, 64, &neg, 4, "rope_theta"},
         {-1, 80, &zero, 4, "header says"},
+        {-1, 60, &all_ones, 4, "tied flag"}, /* as an int: -1, not 0 or 1 */
+        {-1, 60, &two, 4, "tied flag"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         write_variant(TMP "/bad.bin", cases[i].trunc, cases[i].at, cases[i].patch, cases[i].plen);
@@ -397,6 +410,31 @@ START_TEST(test_generation_stops_at_context_end) {
 }
 END_TEST
 
+/* A temperature so small that logit / T overflows a float (1.2e-38, 1e-45)
+ * samples the limit T -> 0: HF's greedy tokens, with top-p and without
+ * (before the fix: "0 0 0 ..." with -p 0.9, "511 ..." with -p 1). */
+START_TEST(test_tiny_temperature_is_greedy) {
+    char prompt[64];
+    int hf[34];
+    sw8gen(prompt, sizeof prompt, hf);
+    const char *temps[] = {"1.2e-38", "1e-45"}, *tops[] = {"0.9", "1"};
+    for (int ti = 0; ti < 2; ti++)
+        for (int pi = 0; pi < 2; pi++) {
+            const char *argv[] = {"./raktn", SW8, "--ids", prompt, "-t", temps[ti], "-p", tops[pi], "-s", "3",
+                                  "-n", "34", "-v", NULL};
+            Result r = run(NULL, argv);
+            ck_assert_msg(r.status == 0, "%s", r.err);
+            int got[64];
+            const char *from = r.err;
+            ck_assert_int_eq(ids_after(&from, "generated ids: ", got, 64), 34);
+            for (int j = 0; j < 34; j++)
+                ck_assert_msg(got[j] == hf[j], "-t %s -p %s, step %d: %d, HF greedy %d", temps[ti], tops[pi], j, got[j],
+                              hf[j]);
+            result_free(&r);
+        }
+}
+END_TEST
+
 /* The model card's prompt template, written out here byte for byte
  * (RakutenAI-7B-chat/-instruct model cards: FastChat's Vicuna v1.1). */
 #define CARD_SYSTEM                                                                                             \
@@ -470,12 +508,329 @@ START_TEST(test_chat_template_and_bos_once) {
 }
 END_TEST
 
+/* ---- long runs: every program over more than one prefill chunk (128) ---- */
+
+/* generate: a 200-id prompt (prefill chunks of 128 and 72) then 60 greedy
+ * tokens through the KV cache, past the window of 100: HF generate()'s ids
+ * (tests/fixtures/long.ids = prompt + HF's 60) */
+START_TEST(test_long_generate_matches_hf) {
+    char *seq = fixture_ids("long");
+    static int ids[512];
+    ck_assert_int_eq(tu_parse_ids(seq, ids, 512), 260);
+    static char prompt[4096];
+    prompt[0] = 0;
+    for (int i = 0; i < 200; i++) snprintf(prompt + strlen(prompt), sizeof prompt - strlen(prompt), i ? " %d" : "%d", ids[i]);
+    const char *argv[] = {"./raktn", LONG, "--ids", prompt, "-t", "0", "-n", "60", "-v", NULL};
+    Result r = run(NULL, argv);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    int got[64];
+    const char *from = r.err;
+    ck_assert_int_eq(ids_after(&from, "generated ids: ", got, 64), 60);
+    for (int j = 0; j < 60; j++)
+        ck_assert_msg(got[j] == ids[200 + j], "step %d (position %d): %d, HF %d", j, 200 + j, got[j], ids[200 + j]);
+    int pn, dn;
+    double ps, ds;
+    const char *line = strstr(r.err, "prefill ");
+    ck_assert(line && sscanf(line, "prefill %d tok %lf tok/s, decode %d tok %lf tok/s", &pn, &ps, &dn, &ds) == 4);
+    ck_assert_int_eq(pn, 200);
+    ck_assert_int_eq(dn, 60);
+    free(seq);
+    result_free(&r);
+}
+END_TEST
+
+/* Logits at positions in the thousands: 4100 ids (33 chunks) through
+ * checkpoint long, the rows far.json lists against HF's (tests/fixtures/
+ * far.rows.f32). raktn and HF take the same float32 RoPE angles
+ * (test_model's test_rope_tables_match_hf_angles), so what is left is the
+ * fp32 rounding of the rest: measured 2e-6..7e-6 on these rows (fast and
+ * plain builds), as at short positions; allowed 2e-5. An implementation
+ * whose angle is not HF's float32 one (exact, or double) differs from HF
+ * by 2e-5..2.2e-4 here, 8.5e-5..2.2e-4 from position 3071 on (the truth
+ * build: far.json's hf_vs_float64_max_abs). */
+START_TEST(test_far_positions_match_hf) {
+    static const int rows[] = {999, 1000, 2047, 2048, 3071, 4095, 4096, 4099};
+    enum { NR = sizeof rows / sizeof rows[0], V = 256, N = 4100 };
+    char *json = tu_read_file("tests/fixtures/far.json", NULL);
+    ck_assert(json && strstr(json, "\"rows\": [\n  999,\n  1000,\n  2047,\n  2048,\n  3071,\n  4095,\n  4096,\n  4099\n ]"));
+    char *ids = fixture_ids("far");
+    const char *out = TMP "/far.f32";
+    const char *argv[] = {"./raktn", LONG, "-m", "logits", "--ids", ids, "-o", out, NULL};
+    Result r = run(NULL, argv);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    float *got = tu_read_f32(out, (size_t)N * V), *want = tu_read_f32("tests/fixtures/far.rows.f32", (size_t)NR * V);
+    ck_assert(got && want);
+    for (int k = 0; k < NR; k++) {
+        float d = 0;
+        for (int v = 0; v < V; v++) {
+            float e = fabsf(got[(size_t)rows[k] * V + v] - want[k * V + v]);
+            if (!(e <= d)) d = e;
+        }
+        ck_assert_msg(d <= 2e-5f, "position %d: max |dlogit| %g from HF (allowed 2e-5)", rows[k], d);
+    }
+    unlink(out);
+    free(got), free(want), free(ids), free(json);
+    result_free(&r);
+}
+END_TEST
+
+/* The ints of the k-th (0-based) JSON array named `key` in text */
+static int json_ints(const char *text, const char *key, int k, int *out, int cap) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\": [", key);
+    const char *at = text;
+    for (int i = 0; i <= k; i++) {
+        at = strstr(at, pat);
+        ck_assert_msg(at != NULL, "no %d-th %s", k, key);
+        at += strlen(pat);
+    }
+    const char *end = strchr(at, ']');
+    char *body = strndup(at, (size_t)(end - at));
+    int n = tu_parse_ids(body, out, cap);
+    free(body);
+    return n;
+}
+
+/* The k-th JSON string named `key` (no escapes in it) */
+static char *json_string(const char *text, const char *key, int k) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\": \"", key);
+    const char *at = text;
+    for (int i = 0; i <= k; i++) {
+        at = strstr(at, pat);
+        ck_assert_msg(at != NULL, "no %d-th %s", k, key);
+        at += strlen(pat);
+    }
+    const char *end = strchr(at, '"');
+    char *s = strndup(at, (size_t)(end - at));
+    ck_assert_msg(!strchr(s, '\\'), "escapes in %s", s);
+    return s;
+}
+
+/* chat across turns longer than a chunk (turn 1: 138 ids, turn 3: 145 ids
+ * from position 165; the conversation reaches position 318): each turn's
+ * ids and each greedy answer equal tests/fixtures/chat48k.json's, made by
+ * HF generate() on the conversation so far. */
+START_TEST(test_chat_long_turns_match_hf) {
+    char *json = tu_read_file("tests/fixtures/chat48k.json", NULL);
+    ck_assert(json);
+    static char input[8192];
+    input[0] = 0;
+    for (int t = 0; t < 3; t++) {
+        char *line = json_string(json, "line", t);
+        snprintf(input + strlen(input), sizeof input - strlen(input), "%s\n", line);
+        free(line);
+    }
+    const char *argv[] = {"./raktn", T48K, "-m", "chat", "-t", "0", "-n", "8", "-v", NULL};
+    Result r = run(input, argv);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    const char *from = r.err;
+    for (int t = 0; t < 3; t++) {
+        static int want[512], got[512];
+        int nw = json_ints(json, "turn_ids", t, want, 512), n = ids_after(&from, "turn ids: ", got, 512);
+        char what[64];
+        snprintf(what, sizeof what, "turn %d's ids", t + 1);
+        assert_same_ids(got, n, want, nw, what);
+        nw = json_ints(json, "answer_ids", t, want, 512);
+        n = ids_after(&from, "answer ids: ", got, 512);
+        snprintf(what, sizeof what, "turn %d's answer (HF greedy)", t + 1);
+        assert_same_ids(got, n, want, nw, what);
+        nw = json_ints(json, "closing_ids", t, want, 512);
+        if (nw) {
+            ck_assert_int_eq(ids_after(&from, "closing ids: ", got, 512), 1);
+            ck_assert_int_eq(got[0], want[0]);
+        }
+    }
+    ck_assert(strstr(from, "turn ids: ") == NULL);
+    free(json);
+    result_free(&r);
+}
+END_TEST
+
+/* All "turn ids:" lines of a chat fed `input` (-n 1): their count, and the
+ * ids of each turn in turns[k] (n_ids[k]) */
+static int chat_turns(const char *input, size_t len, const char *model, int turns[][256], int *n_ids) {
+    const char *argv[] = {"./raktn", model, "-m", "chat", "-t", "0", "-n", "1", "-v", NULL};
+    Result r = run_in(input, len, argv);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    int k = 0;
+    const char *from = r.err;
+    while (k < 8 && (n_ids[k] = ids_after(&from, "turn ids: ", turns[k], 256)) >= 0) k++;
+    result_free(&r);
+    return k;
+}
+
+static int template_ids(const char *line, int first, int *ids, int cap) {
+    char text[1024];
+    if (first) snprintf(text, sizeof text, "%s USER: %s ASSISTANT:", CARD_SYSTEM, line);
+    else snprintf(text, sizeof text, "USER: %s ASSISTANT:", line);
+    int n = tokenize(text, ids, cap);
+    if (first) return n;
+    memmove(ids, ids + 1, (size_t)(n - 1) * sizeof(int)); /* without BOS */
+    return n - 1;
+}
+
+/* chat's input lines: a line ending in CRLF is the same turn as with LF;
+ * empty lines (LF or CRLF) are skipped and do not end the conversation; a
+ * line of only spaces is a turn like any other (the template around those
+ * spaces, as FastChat's command line does); the last line without a newline
+ * is still a turn (notes/chat.md). Expected: -m tokenize of each turn's
+ * template text. */
+START_TEST(test_chat_input_lines) {
+    static const struct { const char *input; int turns; const char *lines[3]; } cases[] = {
+        {"Hello, who are you?\r\nTell me more.\r\n", 2, {"Hello, who are you?", "Tell me more."}},
+        {"\n\nHello, who are you?\n\n\r\n\nTell me more.\n\n", 2, {"Hello, who are you?", "Tell me more."}},
+        {"   \nTell me more.\n", 2, {"   ", "Tell me more."}},
+        {"Hello, who are you?\nTell me more.", 2, {"Hello, who are you?", "Tell me more."}},
+        {"Hello, who are you?\r\n\r\n   \r\nTell me more.", 3, {"Hello, who are you?", "   ", "Tell me more."}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        static int got[8][256], want[256];
+        int n_got[8];
+        int k = chat_turns(cases[c].input, strlen(cases[c].input), T48K, got, n_got);
+        ck_assert_msg(k == cases[c].turns, "case %zu: %d turns, want %d", c, k, cases[c].turns);
+        for (int t = 0; t < k; t++) {
+            int nw = template_ids(cases[c].lines[t], t == 0, want, 256);
+            char what[64];
+            snprintf(what, sizeof what, "case %zu, turn %d", c, t + 1);
+            assert_same_ids(got[t], n_got[t], want, nw, what);
+        }
+    }
+}
+END_TEST
+
+/* A tokenizer without BOS (t48k-nobos: tokenizer_config.json add_bos_token
+ * false): no program puts <s> in front of text, as AutoTokenizer with that
+ * config; the ids are otherwise those of the tokenizer with BOS. */
+START_TEST(test_no_bos_tokenizer) {
+    const char *text = "楽天は東京に本社を置く企業です。";
+    int with[64], without[64];
+    int nw = tokenize(text, with, 64);
+    ck_assert_int_eq(with[0], 1);
+    const char *tk[] = {"./raktn", NOBOS, "-m", "tokenize", "-i", text, NULL};
+    Result r = run(NULL, tk);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    int n = tu_parse_ids(r.out, without, 64);
+    assert_same_ids(without, n, with + 1, nw - 1, "-m tokenize without BOS");
+    result_free(&r);
+    /* generate and logits print the prompt's ids; ppl counts them */
+    const char *gen[] = {"./raktn", NOBOS, "-i", text, "-t", "0", "-n", "2", "-v", NULL};
+    r = run(NULL, gen);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    int got[64];
+    const char *from = r.err;
+    n = ids_after(&from, "prompt ids: ", got, 64);
+    assert_same_ids(got, n, with + 1, nw - 1, "generate's prompt");
+    result_free(&r);
+    const char *lg[] = {"./raktn", NOBOS, "-m", "logits", "-i", text, "--top", "1", NULL};
+    r = run(NULL, lg);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    from = r.err;
+    n = ids_after(&from, "ids: ", got, 64);
+    assert_same_ids(got, n, with + 1, nw - 1, "logits' ids");
+    result_free(&r);
+    const char *pp[] = {"./raktn", NOBOS, "-m", "ppl", "-i", text, NULL};
+    r = run(NULL, pp);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    int tokens;
+    ck_assert(sscanf(r.out, "tokens %d", &tokens) == 1);
+    ck_assert_int_eq(tokens, nw - 1);
+    result_free(&r);
+    /* chat: the first turn without BOS, and no BOS anywhere */
+    static int turns[8][256], want[256];
+    int n_ids[8];
+    const char *two = "Hello, who are you?\nTell me more.\n";
+    int k = chat_turns(two, strlen(two), NOBOS, turns, n_ids);
+    ck_assert_int_eq(k, 2);
+    int nt = template_ids("Hello, who are you?", 1, want, 256);
+    assert_same_ids(turns[0], n_ids[0], want + 1, nt - 1, "chat's first turn without BOS");
+    for (int t = 0; t < k; t++)
+        for (int i = 0; i < n_ids[t]; i++) ck_assert_msg(turns[t][i] != 1, "BOS in turn %d", t + 1);
+}
+END_TEST
+
+/* Every field of model.bin's header is read and used: changed alone, it
+ * changes the output, or the file is refused (the shapes must then account
+ * for the file's size). sw8 (window 8, 40 ids) run through -m logits; a
+ * changed field that is accepted must move some logit by more than 1e-3.
+ * bos_id is the exception by design: as config.bos_token_id in transformers
+ * when a prompt is given, it is not used (the tokenizer adds BOS); it is
+ * only checked to be in the vocabulary. eos_id: test_generation_stops_at_eos. */
+static float *sw8_logits(const char *model, Result *r) {
+    char *ids = fixture_ids("sw8");
+    const char *out = TMP "/hdr.f32";
+    unlink(out);
+    const char *argv[] = {"./raktn", model, "-m", "logits", "--ids", ids, "-o", out, NULL};
+    *r = run(NULL, argv);
+    free(ids);
+    return r->status == 0 ? tu_read_f32(out, 40 * 512) : NULL;
+}
+
+START_TEST(test_header_fields_change_the_output) {
+    Result r;
+    float *base = sw8_logits(SW8, &r);
+    ck_assert_msg(base != NULL, "%s", r.err);
+    result_free(&r);
+    uint32_t u;
+    float f;
+    struct { const char *field; long at; uint32_t u32; float f32; int is_float; int nvals; const char *refused; } cases[] = {
+        {"dtype", 12, 1, 0, 0, 1, "header says"},
+        {"dim", 16, 32, 0, 0, 1, "header says"},
+        {"hidden_dim", 20, 80, 0, 0, 1, "header says"},
+        {"n_layers", 24, 2, 0, 0, 1, "header says"},
+        {"n_heads", 28, 2, 0, 0, 1, "header says"},
+        {"n_kv_heads", 32, 1, 0, 0, 1, "header says"},
+        {"head_dim", 36, 8, 0, 0, 1, "header says"},
+        {"vocab_size", 40, 256, 0, 0, 1, "header says"},
+        {"max_seq_len", 44, 39, 0, 0, 1, "context"},
+        {"sliding_window", 48, 9, 0, 0, 1, NULL},
+        {"sliding_window", 48, 0, 0, 0, 1, NULL},
+        {"bos_id", 52, 512, 0, 0, 1, "bos_id"},
+        {"eos_id", 56, 512, 0, 0, 1, "eos_id"},
+        {"tied", 60, 1, 0, 0, 1, "header says"},
+        {"rope_theta", 64, 0, 10500.0f, 1, 1, NULL},
+        {"rms_norm_eps", 68, 0, 1e-3f, 1, 1, NULL},
+        {"data_offset", 72, 320, 0, 0, 1, "offset"},
+        {"file_size", 80, 0, 0, 0, 1, "header says"},
+        /* the head layout, 4 heads of 16 with 2 KV heads, as 8 of 8 with 4, or 2 of 32 with 1: the same sizes */
+        {"n_heads+n_kv_heads+head_dim (8, 4, 8)", 28, 8, 0, 0, 3, NULL},
+        {"n_heads+n_kv_heads+head_dim (2, 1, 32)", 28, 2, 0, 0, 3, NULL},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        if (cases[c].nvals == 3) {
+            uint32_t three[3] = {cases[c].u32, cases[c].u32 / 2, 64 / cases[c].u32};
+            write_variant(TMP "/hdr.bin", -1, cases[c].at, three, sizeof three);
+        } else if (cases[c].is_float) {
+            f = cases[c].f32;
+            write_variant(TMP "/hdr.bin", -1, cases[c].at, &f, 4);
+        } else {
+            u = cases[c].u32;
+            write_variant(TMP "/hdr.bin", -1, cases[c].at, &u, 4);
+        }
+        float *got = sw8_logits(TMP "/hdr.bin", &r);
+        if (cases[c].refused) {
+            ck_assert_msg(r.status == 1 && !got, "%s changed: exit %d, not refused", cases[c].field, r.status);
+            ck_assert_msg(strstr(r.err, cases[c].refused), "%s changed: '%s' not in %s", cases[c].field, cases[c].refused,
+                          r.err);
+        } else {
+            ck_assert_msg(got != NULL, "%s changed: %s", cases[c].field, r.err);
+            float d = 0;
+            for (int i = 0; i < 40 * 512; i++) d = fmaxf(d, fabsf(got[i] - base[i]));
+            ck_assert_msg(d > 1e-3f, "%s changed, the logits did not (max |d| %g)", cases[c].field, d);
+        }
+        free(got);
+        result_free(&r);
+    }
+    free(base);
+}
+END_TEST
+
 Suite *cli_suite(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("raktn");
     tcase_set_timeout(tc, 120);
-    tcase_add_loop_test(tc, test_logits_file_matches_hf, 0, 2);
-    tcase_add_test(tc, test_ppl_matches_reference_logits);
+    tcase_add_loop_test(tc, test_logits_file_matches_hf, 0, 3);
+    tcase_add_loop_test(tc, test_ppl_matches_reference_logits, 0, 2);
     tcase_add_test(tc, test_greedy_generate_matches_hf);
     tcase_add_test(tc, test_same_seed_same_output);
     tcase_add_test(tc, test_chat_two_turns_equals_one_pass);
@@ -484,7 +839,14 @@ Suite *cli_suite(void) {
     tcase_add_test(tc, test_bad_model_files);
     tcase_add_test(tc, test_generation_stops_at_eos);
     tcase_add_test(tc, test_generation_stops_at_context_end);
+    tcase_add_test(tc, test_tiny_temperature_is_greedy);
     tcase_add_test(tc, test_chat_template_and_bos_once);
+    tcase_add_test(tc, test_long_generate_matches_hf);
+    tcase_add_test(tc, test_far_positions_match_hf);
+    tcase_add_test(tc, test_chat_long_turns_match_hf);
+    tcase_add_test(tc, test_chat_input_lines);
+    tcase_add_test(tc, test_no_bos_tokenizer);
+    tcase_add_test(tc, test_header_fields_change_the_output);
     suite_add_tcase(s, tc);
     return s;
 }

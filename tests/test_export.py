@@ -339,8 +339,10 @@ class ExportRobustness(unittest.TestCase):
         self.fail_case(lambda: self.write_config(raw=b"{\"hidden_size\": "), "config.json", "not valid JSON")
 
     def test_config_missing_keys(self):
+        # keys without which transformers builds another shape than the tensors'
+        # (the others get transformers' default: ExportConfigDefaults)
         for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                    "vocab_size", "max_position_embeddings", "rms_norm_eps"):
+                    "vocab_size"):
             with self.subTest(key=key):
                 if os.path.isdir(self.out):
                     shutil.rmtree(self.out)
@@ -406,6 +408,134 @@ class ExportRobustness(unittest.TestCase):
 
 # ---------------------------------------------------------------------------
 # issue #16: nothing lost, nothing silent
+
+
+def read_header(path):
+    """model.bin's header fields by notes/format.md's table"""
+    with open(path, "rb") as f:
+        h = f.read(256)
+    names = ("dtype", "dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "vocab_size",
+             "max_seq_len", "sliding_window", "bos_id", "eos_id", "tied")
+    d = dict(zip(names, struct.unpack_from("<13i", h, 12)))
+    d["rope_theta"], d["rms_norm_eps"] = struct.unpack_from("<ff", h, 64)
+    return d
+
+
+class ExportConfigDefaults(unittest.TestCase):
+    """Each config.json key the exporter reads, removed in turn: the export
+    must be what it is with the key set to transformers' default
+    (tests/fixtures/hf_config_defaults.json, from MistralConfig and
+    LlamaConfig): the same model.bin, byte for byte, or (where the default
+    gives other shapes than the tensors', so that transformers could not load
+    the checkpoint either) a refusal. The base configurations are chosen so
+    that every default differs from the value given, where it can: 16 heads
+    with 8 KV heads (MistralConfig's default is 8, LlamaConfig's the number
+    of heads), rope_theta 5e5, rms_norm_eps 1e-5, window 8, bos/eos 5/6.
+    Likewise tokenizer_config.json's add_bos_token and add_eos_token
+    (LlamaTokenizerFast's defaults: true, false)."""
+
+    BASE = {
+        "hidden_size": 32, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 16,
+        "num_key_value_heads": 8, "vocab_size": 16, "max_position_embeddings": 32, "rms_norm_eps": 1e-5,
+        "rope_theta": 500000.0, "hidden_act": "silu", "tie_word_embeddings": False, "bos_token_id": 5,
+        "eos_token_id": 6,
+    }
+    MUST_EXPORT = {"num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "rope_theta", "hidden_act",
+                   "tie_word_embeddings", "bos_token_id", "eos_token_id", "sliding_window", "rope_scaling",
+                   "attention_bias", "pretraining_tp"}
+
+    @classmethod
+    def setUpClass(cls):
+        with open(os.path.join(ROOT, "tests", "fixtures", "hf_config_defaults.json")) as f:
+            cls.defaults = json.load(f)
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="raktn-export-defaults-")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def export(self, cfg, tensor_cfg, name):
+        hf, out = os.path.join(self.tmp, name, "hf"), os.path.join(self.tmp, name, "out")
+        os.makedirs(hf)
+        with open(os.path.join(hf, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        with open(os.path.join(hf, "model.safetensors"), "wb") as f:
+            f.write(safetensors(good_tensors(tensor_cfg)))
+        r = export_in_process(["--quiet", hf, out])
+        self.assertNotIn("Traceback", r.stderr)
+        if r.returncode != 0:
+            self.assertEqual(r.returncode, 1, r.stderr)
+            return None, r.stderr
+        with open(os.path.join(out, "model.bin"), "rb") as f:
+            return f.read(), r.stderr
+
+    def test_each_key_removed_means_transformers_default(self):
+        for arch in ("MistralForCausalLM", "LlamaForCausalLM"):
+            defaults = dict(self.defaults[arch])
+            defaults["num_key_value_heads"] = defaults.pop("num_key_value_heads (with num_attention_heads 16)")
+            base = dict(self.BASE, architectures=[arch])
+            if arch == "MistralForCausalLM":
+                base["sliding_window"] = 8
+            else:
+                base.update(num_key_value_heads=16, rope_scaling=None, attention_bias=False, pretraining_tp=1)
+            for key in sorted(set(base) - {"architectures"}):
+                with self.subTest(arch=arch, key=key):
+                    self.assertIn(key, defaults)
+                    without = {k: v for k, v in base.items() if k != key}
+                    explicit = dict(base, **{key: defaults[key]})
+                    got, err = self.export(without, base, f"{arch}-{key}-without")
+                    want, err_want = self.export(explicit, base, f"{arch}-{key}-default")
+                    if key in self.MUST_EXPORT:
+                        self.assertIsNotNone(want, f"{key} = transformers' default {defaults[key]!r}: {err_want}")
+                        self.assertIsNotNone(got, f"without {key}: {err}")
+                        self.assertEqual(got, want, f"without {key}: not the model.bin of {key} = "
+                                                    f"{defaults[key]!r} (transformers' default)")
+                        if defaults[key] != base[key]:
+                            self.assertIn(f"no '{key}'", err, "the default applied is not said")
+                    else:   # other shapes than the tensors': refused, as transformers could not load it
+                        self.assertIsNone(want, f"{key} = {defaults[key]!r} was exported")
+                        self.assertIsNone(got, f"without {key}: exported")
+                        self.assertIn(key, err)
+            # and the header says it: the values transformers would use
+            if arch == "MistralForCausalLM":
+                for key, field, value in (("num_key_value_heads", "n_kv_heads", 8),
+                                          ("max_position_embeddings", "max_seq_len", 131072),
+                                          ("rms_norm_eps", "rms_norm_eps", struct.unpack("<f", struct.pack("<f", 1e-6))[0]),
+                                          ("rope_theta", "rope_theta", 10000.0), ("sliding_window", "sliding_window", 4096),
+                                          ("bos_token_id", "bos_id", 1), ("eos_token_id", "eos_id", 2)):
+                    with self.subTest(arch=arch, header=field):
+                        self.export({k: v for k, v in base.items() if k != key}, base, f"hdr-{key}")
+                        h = read_header(os.path.join(self.tmp, f"hdr-{key}", "out", "model.bin"))
+                        self.assertEqual(h[field], value, f"without {key}")
+
+    def test_tokenizer_flags_removed_mean_transformers_default(self):
+        src = os.path.join(ROOT, "tests", "tokenizer", "small-spm")
+        want_flags = {"add_bos_token": 1, "add_eos_token": 2}
+        for key in ("add_bos_token", "add_eos_token"):
+            default = self.defaults["tokenizer_config"][key]
+            results = []
+            for variant in ("without", "explicit", "opposite"):
+                d = os.path.join(self.tmp, f"tok-{key}-{variant}")
+                shutil.copytree(src, d)
+                with open(os.path.join(d, "tokenizer_config.json")) as f:
+                    tc = json.load(f)
+                tc.pop(key, None)
+                if variant != "without":
+                    tc[key] = default if variant == "explicit" else not default
+                with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+                    json.dump(tc, f)
+                r = subprocess.run([sys.executable, os.path.join(ROOT, "export", "tokenizer_export.py"), d,
+                                    d + ".bin"], capture_output=True, text=True, timeout=120)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                with open(d + ".bin", "rb") as f:
+                    data = f.read()
+                results.append(data)
+                flags = struct.unpack_from("<I", data, 36)[0]
+                want = default if variant != "opposite" else not default
+                with self.subTest(key=key, variant=variant):
+                    self.assertEqual(bool(flags & want_flags[key]), want, f"{key} {variant}: flags {flags}")
+            self.assertEqual(results[0], results[1], f"without {key}: not the file of {key} = {default}")
 
 
 def need_raktn(test):

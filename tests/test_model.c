@@ -30,11 +30,15 @@ typedef struct {
  * sharded fp32 and as a LlamaForCausalLM; sw8: window 8 over 40 tokens;
  * tied: tie_word_embeddings; wide: GQA 4:1, head_dim 16, window 16;
  * hd128: the 7B's head_dim 128, window 12 over 30 tokens, intermediate 500
- * and vocab 1001 (not multiples of the matmul tiles). */
+ * and vocab 1001 (not multiples of the matmul tiles); long: window 100 over
+ * 260 tokens (52 chunks of 5 here, the ring wrapped twice); theta:
+ * rope_theta 1e6 and rms_norm_eps 1e-6 with embeddings so small (std 0.002)
+ * that the first RMSNorm depends on eps. */
 static const Case CASES[] = {
     {"t48k", "t48k-bf16"}, {"t48k", "t48k-fp16"}, {"t48k", "t48k-fp32"}, {"t48k", "t48k-sharded"},
     {"t48k", "t48k-llama"}, {"t48k", "t48k-bf16-b16"}, {"sw8", "sw8"}, {"sw8", "sw8-b16"},
-    {"sw8gen", "sw8"}, {"tied", "tied"}, {"wide", "wide"}, {"hd128", "hd128"},
+    {"sw8gen", "sw8"}, {"tied", "tied"}, {"wide", "wide"}, {"hd128", "hd128"}, {"long", "long"},
+    {"theta", "theta"},
 };
 #define N_CASES ((int)(sizeof CASES / sizeof CASES[0]))
 
@@ -294,6 +298,100 @@ START_TEST(test_plain_kernels_match_hf) {
 }
 END_TEST
 #endif
+
+/* RoPE's cos/sin tables at every position up to 32767, against
+ * transformers' own definition: its inverse frequencies as torch computes
+ * them in float32 (tests/fixtures/rope_inv_freq.txt, from
+ * MistralRotaryEmbedding), the angle fl32(p * inv_freq) (torch.outer of two
+ * float32 tensors: one correctly rounded product), then cos/sin of that
+ * float32 angle taken here in double. The tolerance is derived, not
+ * measured:
+ *   - raktn's inv_freq[i] is 1 / powf(theta, 2i/d) with libm's powf, HF's
+ *     torch's pow: each within an ulp of the exact value, so they may
+ *     differ by 1 ulp (they are equal in 143 of the 144 cases here; 1 ulp
+ *     at head_dim 128, theta 1e6, i = 37). Asserted: at most 1 ulp.
+ *   - Where inv_freq is equal, raktn's angle is the same correctly rounded
+ *     float32 product, so its cos/sin differ from the double-precision
+ *     cos/sin of HF's angle only by cosf/sinf's own error, at most 1 ulp
+ *     of the result (glibc's documented bound for cosf and sinf).
+ *   - Where inv_freq differs by 1 ulp u, the angles differ by at most
+ *     p * u + 1 ulp of the angle (the products can round to neighbours),
+ *     and cos/sin are 1-Lipschitz: that is added to the bound.
+ * An angle taken in double instead of HF's float32 (a port's easy slip)
+ * differs by up to half an ulp of p * inv_freq: 2^-10 at p = 32767; the
+ * angle of p + 1 by inv_freq itself. */
+static double ulp_of(double x) { /* the float32 ulp at |x| */
+    float f = fabsf((float)x);
+    return (double)nextafterf(f, INFINITY) - f;
+}
+
+START_TEST(test_rope_tables_match_hf_angles) {
+    FILE *fp = fopen("tests/fixtures/rope_inv_freq.txt", "r");
+    ck_assert_msg(fp != NULL, "missing tests/fixtures/rope_inv_freq.txt");
+    char line[256];
+    int dims[8], n_sets = 0, counts[8] = {0};
+    double thetas[8];
+    static float hf[8][64];
+    while (fgets(line, sizeof line, fp)) {
+        if (line[0] == '#') continue;
+        int d, i;
+        double theta, v;
+        char hex[64];
+        ck_assert_msg(sscanf(line, "%d %lf %d %63s", &d, &theta, &i, hex) == 4, "bad line: %s", line);
+        v = strtod(hex, NULL);
+        int k = 0;
+        while (k < n_sets && !(dims[k] == d && thetas[k] == theta)) k++;
+        if (k == n_sets) { ck_assert(n_sets < 8); dims[k] = d, thetas[k] = theta, n_sets++; }
+        ck_assert(i == counts[k] && i < 64);
+        hf[k][i] = (float)v;
+        ck_assert((double)hf[k][i] == v); /* a float32 */
+        counts[k]++;
+    }
+    fclose(fp);
+    ck_assert_int_eq(n_sets, 4);
+    for (int k = 0; k < n_sets; k++) {
+        int d = dims[k], half = d / 2;
+        ck_assert_int_eq(counts[k], half);
+        Config c = {0};
+        c.dim = d, c.hidden_dim = 8, c.n_layers = 1, c.n_heads = 1, c.n_kv_heads = 1, c.head_dim = d;
+        c.vocab_size = 8, c.max_seq_len = 32768, c.sliding_window = 8, c.rope_theta = (float)thetas[k];
+        c.rms_norm_eps = 1e-5f;
+        RunState s;
+        init_state(&s, &c, c.max_seq_len);
+        double worst = 0; /* of err / bound */
+        int same = 0;
+        for (int i = 0; i < half; i++) {
+            double u = ulp_of(hf[k][i]);
+            ck_assert_msg(fabs((double)s.inv_freq[i] - hf[k][i]) <= u, "head_dim %d theta %g: inv_freq[%d] %a, HF %a",
+                          d, thetas[k], i, (double)s.inv_freq[i], (double)hf[k][i]);
+            same += s.inv_freq[i] == hf[k][i];
+        }
+        for (int pos = 0; pos < c.max_seq_len; pos += CHUNK) {
+            int n = c.max_seq_len - pos < CHUNK ? c.max_seq_len - pos : CHUNK;
+            rope_angles(&s, d, pos, n);
+            for (int b = 0; b < n; b++)
+                for (int i = 0; i < half; i++) {
+                    int p = pos + b;
+                    volatile float a = (float)p * hf[k][i]; /* HF's angle, in float32 */
+                    double ec = cos((double)a), es = sin((double)a);
+                    double dang = s.inv_freq[i] == hf[k][i] ? 0 : p * ulp_of(hf[k][i]) + ulp_of(a);
+                    double ec_err = fabs(s.rope_cos[(size_t)b * half + i] - ec) / (ulp_of(ec) + dang);
+                    double es_err = fabs(s.rope_sin[(size_t)b * half + i] - es) / (ulp_of(es) + dang);
+                    if (!(ec_err <= worst)) worst = ec_err;
+                    if (!(es_err <= worst)) worst = es_err;
+                    if (!(ec_err <= 1 && es_err <= 1))
+                        ck_abort_msg("head_dim %d theta %g, position %d, i %d: cos %.9g sin %.9g, HF's angle %.9g gives "
+                                     "%.9g %.9g (bound %.3g)", d, thetas[k], p, i, (double)s.rope_cos[(size_t)b * half + i],
+                                     (double)s.rope_sin[(size_t)b * half + i], (double)a, ec, es, ulp_of(ec) + dang);
+                }
+        }
+        if (getenv("RAKTN_TEST_VERBOSE"))
+            fprintf(stderr, "rope head_dim %d theta %g: inv_freq %d/%d equal to HF's; worst error %.3g of the bound\n", d,
+                    thetas[k], same, half, worst);
+        free_state(&s);
+    }
+}
+END_TEST
 
 /* Random bf16-exact weights (so that fp32 and bf16 storage hold the same
  * values) and inputs in [-0.5, 0.5). */
@@ -758,6 +856,7 @@ Suite *model_suite(void) {
     tcase_add_test(tc, test_plain_softmax_silu);
     tcase_add_test(tc, test_attention_kernels);
     tcase_add_test(tc, test_dump_matches_hf);
+    tcase_add_test(tc, test_rope_tables_match_hf_angles);
 #ifndef RAKTN_PLAIN
     tcase_add_loop_test(tc, test_plain_kernels_match_hf, 0, N_CASES);
     tcase_add_test(tc, test_decode_kernels_agree);

@@ -292,6 +292,52 @@ START_TEST(test_nucleus_boundary_exactly_at_p) {
 }
 END_TEST
 
+/* A temperature so small that logit / T overflows (1.2e-38, the smallest
+ * normal float, and 1e-45, the smallest denormal): the limit T -> 0 of
+ * softmax(logits / T) puts all the mass on the maximum, so every draw is the
+ * argmax, with top-p below 1 and without it (before the fix, logit / T
+ * overflowed to +-inf, softmax gave NaN and the draw was token 0 with top-p
+ * and token n-1 without). Logits spread over +-50, the maximum at the start,
+ * the middle and in the last place; tied maxima: only they are drawn. */
+START_TEST(test_tiny_temperature_is_argmax) {
+    enum { n = 33 };
+    const float temps[] = {1.2e-38f, 1e-45f, 1e-30f, 1e-6f};
+    const float tops[] = {0.5f, 0.9f, 1.0f};
+    for (int where = 0; where < 4; where++) {
+        real logits[n], x[n];
+        for (int i = 0; i < n; i++) logits[i] = (real)(((i * 37) % n) * 3.0 - 50.0); /* distinct, -50 .. 46 */
+        int best = argmax(logits, n);
+        int at = where == 0 ? 0 : where == 1 ? n / 2 : n - 1;
+        if (where < 3) { /* move the maximum to `at` */
+            real t = logits[at];
+            logits[at] = logits[best];
+            logits[best] = t;
+            best = at;
+        } else { /* a tie: the maximum twice */
+            logits[n - 1] = logits[best];
+        }
+        for (size_t ti = 0; ti < sizeof temps / sizeof temps[0]; ti++)
+            for (size_t pi = 0; pi < sizeof tops / sizeof tops[0]; pi++) {
+                Sampler sp = {.temperature = temps[ti], .top_p = tops[pi], .rng = 99 + ti, .idx = malloc(n * sizeof(int))};
+                int seen_tie = 0;
+                for (int d = 0; d < 200; d++) {
+                    int t = draw(&sp, logits, x, n);
+                    if (where < 3) {
+                        ck_assert_msg(t == best, "T=%g top_p=%g, maximum at %d: drew %d", temps[ti], tops[pi], best, t);
+                    } else {
+                        ck_assert_msg(t == best || t == n - 1, "T=%g top_p=%g, maxima at %d and %d: drew %d", temps[ti],
+                                      tops[pi], best, n - 1, t);
+                        seen_tie |= t == n - 1 ? 2 : 1;
+                    }
+                }
+                /* two equal maxima at any temperature: each with probability 1/2 (top-p 0.5 keeps one) */
+                if (where == 3 && tops[pi] > 0.5f) ck_assert_msg(seen_tie == 3, "T=%g: one of two tied maxima never drawn", temps[ti]);
+                free(sp.idx);
+            }
+    }
+}
+END_TEST
+
 /* The statistical test: for several (temperature, top_p), 40000 draws each
  * from a fixed seed against the nucleus distribution computed here in
  * double precision (nucleus() above). 64 logits ~ N(0, 2^2) (this file's
@@ -368,6 +414,7 @@ Suite *sample_suite(void) {
     tcase_add_test(tc, test_softmax_max_in_the_tail);
     tcase_add_test(tc, test_softmax_values);
     tcase_add_test(tc, test_temperature_divides);
+    tcase_add_test(tc, test_tiny_temperature_is_argmax);
     tcase_add_test(tc, test_nucleus_boundary_exactly_at_p);
     tcase_add_loop_test(tc, test_sampling_distribution, 0, N_STAT_CASES);
     tcase_add_test(tc, test_rng_is_xorshift64star);

@@ -184,6 +184,87 @@ START_TEST(test_bos_no_eos) {
 }
 END_TEST
 
+/* UTF-8 by the Unicode standard's table of well-formed byte sequences
+ * (Unicode 15, Table 3-7): the boundaries of each row, the surrogates
+ * U+D800..U+DFFF (ill-formed in UTF-8), U+10FFFF (the last code point) and
+ * past it, overlong forms, truncations. Then through encode and decode: a
+ * valid character missing from the vocabulary falls back to its bytes (no
+ * U+FFFD) and decodes to itself; a surrogate's three bytes are invalid
+ * (test_invalid_utf8 pins their ids to sentencepiece's). */
+START_TEST(test_utf8_boundaries) {
+    static const struct { const char *s; int len; uint32_t cp; } cases[] = {
+        {"\x7f", 1, 0x7F}, {"\x80", 0, 0}, {"\xc2\x80", 2, 0x80}, {"\xc1\xbf", 0, 0}, {"\xdf\xbf", 2, 0x7FF},
+        {"\xe0\xa0\x80", 3, 0x800}, {"\xe0\x9f\xbf", 0, 0}, {"\xed\x9f\xbf", 3, 0xD7FF}, {"\xed\xa0\x80", 0, 0},
+        {"\xed\xbf\xbf", 0, 0}, {"\xee\x80\x80", 3, 0xE000}, {"\xef\xbf\xbf", 3, 0xFFFF},
+        {"\xf0\x90\x80\x80", 4, 0x10000}, {"\xf0\x8f\xbf\xbf", 0, 0}, {"\xf4\x8f\xbf\xbf", 4, 0x10FFFF},
+        {"\xf4\x90\x80\x80", 0, 0}, {"\xf5\x80\x80\x80", 0, 0}, {"\xe3\x81", 0, 0}, {"\xf0\x9f\x8e", 0, 0},
+        {"\xe3\x81\x41", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint32_t cp = 0;
+        int len = utf8_decode((const unsigned char *)cases[i].s, strlen(cases[i].s), &cp);
+        ck_assert_msg(len == cases[i].len && (len == 0 || cp == cases[i].cp), "case %zu: length %d U+%04X, want %d U+%04X",
+                      i, len, cp, cases[i].len, cases[i].cp);
+    }
+    Tokenizer *t = load_ok(WORK "mistral32k.bin");
+    int byte_id[256];
+    for (int b = 0; b < 256; b++) {
+        char piece[8];
+        snprintf(piece, sizeof piece, "<0x%02X>", b);
+        byte_id[b] = -1;
+        for (int id = 0; id < tokenizer_vocab_size(t) && byte_id[b] < 0; id++)
+            if (!strcmp(tokenizer_piece(t, id), piece)) byte_id[b] = id;
+        ck_assert(byte_id[b] >= 0);
+    }
+    static const char *valid[] = {"a\xf4\x8f\xbf\xbf" "b", "a\xef\xbf\xbf" "b", "a\xee\x80\x80" "b", "a\xed\x9f\xbf" "b"};
+    for (size_t i = 0; i < sizeof valid / sizeof valid[0]; i++) {
+        int *ids;
+        size_t n, len;
+        ck_assert_int_eq(tokenizer_encode(t, valid[i], strlen(valid[i]), 0, &ids, &n), 0);
+        /* "▁a" (264), the character's bytes, "b" (28726): HF's byte fallback */
+        size_t k = strlen(valid[i]) - 2;
+        ck_assert_msg(n == k + 2 && ids[0] == 264 && ids[n - 1] == 28726, "case %zu: %zu ids", i, n);
+        for (size_t j = 0; j < k; j++)
+            ck_assert_msg(ids[1 + j] == byte_id[(unsigned char)valid[i][1 + j]], "case %zu, byte %zu: id %d", i, j, ids[1 + j]);
+        char *back = tokenizer_decode(t, ids, n, &len);
+        ck_assert_msg(back && len == strlen(valid[i]) && !memcmp(back, valid[i], len), "case %zu: decode differs", i);
+        free(back);
+        free(ids);
+    }
+    tokenizer_free(t);
+}
+END_TEST
+
+/* A tokenizer that adds EOS (tokenizer_config.json add_eos_token true, here
+ * mistral32k.bin with its flags patched to add BOS and EOS): EOS comes with
+ * the special tokens, as in HF (tok("Hello").input_ids == [1, 22557, 2]),
+ * and not when they are not wanted (add_special_tokens=False: [22557]; raktn's
+ * later chat turns) */
+START_TEST(test_eos_only_with_bos) {
+    size_t len;
+    char *buf = tu_read_file(WORK "mistral32k.bin", &len);
+    ck_assert(buf && len > 40);
+    uint32_t flags = 3; /* add_bos | add_eos */
+    memcpy(buf + 36, &flags, 4);
+    ck_assert_int_eq(system("mkdir -p " WORK "exp"), 0);
+    FILE *f = fopen(WORK "exp/eos.bin", "wb");
+    ck_assert(f && fwrite(buf, 1, len, f) == len);
+    fclose(f);
+    free(buf);
+    Tokenizer *t = load_ok(WORK "exp/eos.bin");
+    ck_assert_int_eq(tokenizer_add_eos(t), 1);
+    int *ids;
+    size_t n;
+    ck_assert_int_eq(tokenizer_encode(t, "Hello", 5, 1, &ids, &n), 0);
+    ck_assert_msg(n == 3 && ids[0] == 1 && ids[1] == 22557 && ids[2] == 2, "with special tokens: %zu ids", n);
+    free(ids);
+    ck_assert_int_eq(tokenizer_encode(t, "Hello", 5, 0, &ids, &n), 0);
+    ck_assert_msg(n == 1 && ids[0] == 22557, "without special tokens: %zu ids, the first %d", n, n ? ids[0] : -1);
+    free(ids);
+    tokenizer_free(t);
+}
+END_TEST
+
 /* ------------------------------------------------------------- decode */
 
 static void check_decode(const char *bin, const char *tsv) {
@@ -689,6 +770,8 @@ static Suite *tokenizer_suite(void) {
     tcase_add_loop_test(tc, test_fuzz, 0, nv);
     tcase_add_loop_test(tc, test_invalid_utf8, 0, nv);
     tcase_add_test(tc, test_bos_no_eos);
+    tcase_add_test(tc, test_utf8_boundaries);
+    tcase_add_test(tc, test_eos_only_with_bos);
     suite_add_tcase(s, tc);
     tc = tcase_create("decode");
     tcase_set_timeout(tc, 120);

@@ -7,6 +7,12 @@
  * float32 (1e-5 rounded: ~1.5e-10 on these logits; with the same eps,
  * 2e-14). Allowed: 1e-9. And the fp32 transformers fixtures are within
  * their usual 1e-4 of the truth.
+ * theta (rope_theta 1e6, rms_norm_eps 1e-6, an eps-sensitive first norm):
+ * its float64 reference takes eps rounded to float32 as model.bin has it
+ * (ref64.py --f32-eps). far: 4100 positions, the rows of far.json's
+ * positions against float64 (there the fp32 HF logits are 2e-5 to 2.2e-4
+ * from the truth: HF rounds the RoPE angle p * inv_freq to float32, which
+ * at p ~ 4000 moves it by up to 1e-4 rad; notes/testing.md).
  */
 #define CHUNK 7
 #define RAKTN_NO_MAIN
@@ -15,7 +21,7 @@
 #include <check.h>
 #include "testutil.h"
 
-static const struct { const char *name; int vocab; } CASES[] = {{"sw8", 512}, {"hd128", 1001}};
+static const struct { const char *name; int vocab; } CASES[] = {{"sw8", 512}, {"hd128", 1001}, {"theta", 256}};
 
 START_TEST(test_truth_matches_float64_reference) {
     ck_assert_int_eq((int)sizeof(real), 8);
@@ -56,11 +62,48 @@ START_TEST(test_truth_matches_float64_reference) {
 }
 END_TEST
 
+/* far: 4100 ids through checkpoint `long` (window 100), the logits at the
+ * positions far.json lists (in the thousands) against tests/ref64.py's
+ * float64 rows */
+START_TEST(test_truth_far_positions) {
+    static const int rows[] = {999, 1000, 2047, 2048, 3071, 4095, 4096, 4099};
+    enum { NR = sizeof rows / sizeof rows[0], V = 256 };
+    char *json = tu_read_file("tests/fixtures/far.json", NULL), *text = tu_read_file("tests/fixtures/far.ids", NULL);
+    ck_assert(json && text);
+    ck_assert_msg(strstr(json, "\"rows\": [\n  999,\n  1000,\n  2047,\n  2048,\n  3071,\n  4095,\n  4096,\n  4099\n ]"),
+                  "far.json's rows are not this test's");
+    int *ids = malloc(8192 * sizeof(int)), n = tu_parse_ids(text, ids, 8192);
+    ck_assert_int_eq(n, 4100);
+    size_t len;
+    double *want = (double *)tu_read_file("tests/fixtures/far.rows.f64", &len);
+    ck_assert(want && len == (size_t)NR * V * 8);
+    Model m = {0};
+    load_model(&m, "tests/work/models/long/model.bin");
+    ck_assert_int_eq(m.config.vocab_size, V);
+    RunState s;
+    init_state(&s, &m.config, m.config.max_seq_len);
+    double *got = calloc((size_t)CHUNK * V, sizeof(double)), worst = 0;
+    for (int i = 0; i < n; i += CHUNK) {
+        int k = n - i < CHUNK ? n - i : CHUNK, wanted = 0;
+        for (int r = 0; r < NR; r++) wanted |= rows[r] >= i && rows[r] < i + k;
+        forward_chunk(&m, &s, ids + i, k, i, wanted ? got : NULL, 1, NULL);
+        for (int r = 0; r < NR; r++)
+            if (rows[r] >= i && rows[r] < i + k)
+                for (int v = 0; v < V; v++) worst = fmax(worst, fabs(got[(size_t)(rows[r] - i) * V + v] - want[r * V + v]));
+    }
+    ck_assert_msg(worst <= 1e-9, "far: truth build differs from the float64 reference by %g", worst);
+    free(got), free(want), free(ids), free(json), free(text);
+    free_state(&s);
+    free_model(&m);
+}
+END_TEST
+
 int main(void) {
     Suite *su = suite_create("truth");
     TCase *tc = tcase_create("float64");
     tcase_set_timeout(tc, 120);
-    tcase_add_loop_test(tc, test_truth_matches_float64_reference, 0, 2);
+    tcase_add_loop_test(tc, test_truth_matches_float64_reference, 0, 3);
+    tcase_add_test(tc, test_truth_far_positions);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
