@@ -349,15 +349,41 @@ class Outputs(unittest.TestCase):
                                          f"--hidden's entry {k} differs from the dump's {name}")
 
     def test_explain_json(self):
-        # HOOK for `-m explain --json FILE` (issue 21, being built by the lead):
-        # read the JSON back and check it against tests/fixtures/long.* (the
-        # last layer's lens and `final` = softmax of HF's logits, top-k ids in
-        # order; each layer's attention = the dump's attn_weights; tokens =
-        # long.ids). Until raktn has the mode, this test is skipped.
-        r = subprocess.run([os.path.join(ROOT, "raktn"), "-h"], capture_output=True, text=True)
-        if "explain" not in r.stdout:
-            self.skipTest("-m explain --json is not in raktn yet (issue 21): hook for the lead")
-        self.fail("raktn has -m explain: write this test (see the comment above)")
+        """-m explain --json over the same 260 ids (three chunks, the window
+        crossing them), read back: the tokens are long.ids; `final` (= the
+        last layer's lens) is softmax of HF's logits, its top ids in HF's
+        order; each layer's attention is the --dump's attn_weights, exactly"""
+        k = 5
+        for build, descr in BUILDS:
+            with self.subTest(build=build):
+                out = self.path(build, "explain.json")
+                r = subprocess.run([os.path.join(ROOT, build), MODEL, "-m", "explain", "--ids", " ".join(self.ids),
+                                    "--json", out], capture_output=True, text=True, timeout=300)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                with open(out) as f:
+                    e = json.load(f)
+                self.assertEqual([t["id"] for t in e["tokens"]], [int(i) for i in self.ids])
+                self.assertEqual((e["k"], len(e["layers"]), len(e["final"])), (k, L, N))
+                self.assertEqual(e["final"], e["layers"][-1]["lens"])
+                for p in range(N):
+                    z = self.hf_logits.row(p)
+                    m = max(z)
+                    ex = [math.exp(v - m) for v in z]
+                    s = sum(ex)
+                    order = sorted(range(V), key=lambda v: (-z[v], v))
+                    got = e["final"][p]
+                    for j, (i, pr) in enumerate(zip(got["ids"], got["probs"])):
+                        # HF's order, but for logits closer than the fixtures' tolerance
+                        self.assertTrue(i == order[j] or abs(z[i] - z[order[j]]) <= TOL, f"pos {p} guess {j}")
+                        self.assertAlmostEqual(pr, ex[i] / s, delta=1e-4, msg=f"pos {p} id {i}")
+                dump = self.path(build, "explain-dump")
+                self.raktn(build, "--dump", dump)
+                for l in range(L):
+                    w = read_npy(os.path.join(dump, f"model.layers.{l}.self_attn.attn_weights.npy"))
+                    self.assertEqual(w.shape, (H, N, N))
+                    flat = array.array("d" if descr == "<f8" else "f",
+                                       [x for head in e["layers"][l]["attention"] for row in head for x in row])
+                    self.assertEqual(flat.tobytes(), w.values.tobytes(), f"layer {l}: attention != the dump's")
 
 
 if __name__ == "__main__":
