@@ -110,8 +110,8 @@ typedef struct {
     int sliding_window; /* sliding_window: each position sees this many keys (4096); 0 = all */
     int bos_id, eos_id; /* bos_token_id 1, eos_token_id 2; -1 when absent */
     int tied;           /* tie_word_embeddings: false (lm_head has its own matrix) */
-    float rope_theta;   /* rope_theta: 10000 */
-    float rms_norm_eps; /* rms_norm_eps: 1e-5 */
+    double rope_theta;   /* rope_theta: 10000 } as config.json gives them; the fp32 builds  */
+    double rms_norm_eps; /* rms_norm_eps: 1e-5 } round them to float, as transformers does */
     int dtype;          /* how model.bin stores the weights: DTYPE_F32 or DTYPE_BF16 */
 } Config;
 
@@ -294,13 +294,13 @@ static void matmul(real *out, const real *x, const void *w, int batch, int n, in
 /* MistralRMSNorm: out = w * x / sqrt(mean(x^2) + eps) for each of `rows`
  * vectors of n. No mean subtracted, no bias; w is a learned per-channel
  * scale. */
-static void rmsnorm_row(real *out, const real *x, const void *w, int n, float eps, int dtype) {
+static void rmsnorm_row(real *out, const real *x, const void *w, int n, real eps, int dtype) {
     double ss = 0; /* double: the one long sum here */
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
     real inv = 1 / sqrt((real)(ss / n) + eps);
     for (int i = 0; i < n; i++) out[i] = weight_at(w, (size_t)i, dtype) * (x[i] * inv);
 }
-static void rmsnorm(real *out, const real *x, const void *w, int rows, int n, float eps, int dtype) {
+static void rmsnorm(real *out, const real *x, const void *w, int rows, int n, real eps, int dtype) {
     if (FAST(rmsnorm_fast(out, x, w, rows, n, eps, dtype))) return;
     for (int r = 0; r < rows; r++) rmsnorm_row(out + (size_t)r * n, x + (size_t)r * n, w, n, eps, dtype);
 }
@@ -457,7 +457,7 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
     const Weights *w = &m->weights;
     int D = c->dim, F = c->hidden_dim, hd = c->head_dim, dt = c->dtype;
     int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
-    float eps = c->rms_norm_eps;
+    real eps = (real)c->rms_norm_eps;
 
     rope_angles(s, hd, pos, n); /* once for all layers */
 
@@ -1496,6 +1496,12 @@ static float rd_f32(const unsigned char *p) {
     memcpy(&f, &u, 4);
     return f;
 }
+static double rd_f64(const unsigned char *p) {
+    uint64_t u = rd_u64(p);
+    double f;
+    memcpy(&f, &u, 8);
+    return f;
+}
 
 /* a*b, or 0 with *ok cleared on uint64 overflow */
 static uint64_t mul_u64(uint64_t a, uint64_t b, int *ok) {
@@ -1540,8 +1546,16 @@ static const char *parse_header(const unsigned char *h, Config *c, uint64_t *dat
     c->bos_id = (int32_t)f[10];
     c->eos_id = (int32_t)f[11];
     c->tied = (int)f[12];
-    c->rope_theta = rd_f32(h + 64);
-    c->rms_norm_eps = rd_f32(h + 68);
+    /* rope_theta and rms_norm_eps as float32 (the fp32 builds compute with
+     * these, as transformers does) and exactly as config.json gives them
+     * (float64, in bytes the first exporters left zero): the truth build
+     * computes with those, which must round to the float32 values */
+    float theta32 = rd_f32(h + 64), eps32 = rd_f32(h + 68);
+    double theta64 = rd_f64(h + 88), eps64 = rd_f64(h + 96);
+    if ((theta64 != 0 && (float)theta64 != theta32) || (eps64 != 0 && (float)eps64 != eps32))
+        return "rope_theta or rms_norm_eps as float64 does not round to its float32 value";
+    c->rope_theta = theta64 != 0 ? theta64 : theta32;
+    c->rms_norm_eps = eps64 != 0 ? eps64 : eps32;
     *data_offset = rd_u64(h + 72);
     *file_size = rd_u64(h + 80);
     if (c->n_heads % c->n_kv_heads) return "n_heads is not a multiple of n_kv_heads";
@@ -1550,8 +1564,8 @@ static const char *parse_header(const unsigned char *h, Config *c, uint64_t *dat
     if (c->bos_id < -1 || c->bos_id >= c->vocab_size) return "bos_id is outside the vocabulary";
     if (c->eos_id < -1 || c->eos_id >= c->vocab_size) return "eos_id is outside the vocabulary";
     if (c->tied != 0 && c->tied != 1) return "tied flag is neither 0 nor 1";
-    if (!(c->rope_theta > 0 && isfinite(c->rope_theta))) return "rope_theta is not a positive number";
-    if (!(c->rms_norm_eps > 0 && c->rms_norm_eps < 1)) return "rms_norm_eps is not in (0, 1)";
+    if (!(theta32 > 0 && isfinite(theta32) && isfinite(c->rope_theta))) return "rope_theta is not a positive number";
+    if (!(eps32 > 0 && eps32 < 1 && c->rms_norm_eps > 0)) return "rms_norm_eps is not in (0, 1)";
     if (*data_offset != HEADER_SIZE) return "tensor data offset is not 256";
     return NULL;
 }
