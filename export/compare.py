@@ -370,6 +370,7 @@ def judge_rows(name, what, layer, kind, a, b, shape, tol):
     first = None
     nbad = 0
     pos_vals = [0.0] * n  # the largest value at each position (over heads)
+    dims_bad = {}         # column -> failing rows whose largest difference is there
     for r, (mx, j, rms, _, amax) in enumerate(diffs):
         v = relative(mx, rms if kind == "rel" else amax)
         pos, head = (r % n, r // n) if per_pos else (r, None)
@@ -381,10 +382,12 @@ def judge_rows(name, what, layer, kind, a, b, shape, tol):
             best = rec
         if not v <= limit:
             nbad += 1
+            dims_bad[j] = dims_bad.get(j, 0) + 1
             if first is None or (pos, head) < (first["position"], first["head"]):
                 first = rec
     it.update(max_abs=max(d[0] for d in diffs), value=best["value"], worst=best, first=first,
               bad_rows=nbad, per_position=pos_vals)
+    it["dims_bad"] = dims_bad
     return it
 
 
@@ -579,6 +582,134 @@ def result_json(mode, ref, out, tol, items, extra=None):
     return clean(res)
 
 
+# ----------------------------------------------------------------- llama.cpp dumps
+# tools/llama-dump writes llama.cpp's graph nodes under their ggml names (one
+# .npy each, "#2" for the second node of a name in one graph) and dump.json
+# with the op of each.  Names of llama.cpp c392e509's build_llama() (checked
+# there; notes/verification.md has the table), per layer L:
+GGML_LAYER = {                       # (ggml name, op or None): the HF module
+    ("attn_norm", None): "input_layernorm",
+    ("Qcur", "MUL_MAT"): "self_attn.q_proj",
+    ("Kcur", "MUL_MAT"): "self_attn.k_proj",
+    ("Vcur", "MUL_MAT"): "self_attn.v_proj",
+    ("Qcur", "ROPE"): "self_attn.q_rope",
+    ("Kcur", "ROPE"): "self_attn.k_rope",
+    ("kq_soft_max_ext", None): "self_attn.attn_weights",
+    ("kqv_merged_cont", None): "self_attn.attn_output",
+    ("kqv_out", None): "self_attn.o_proj",
+    ("ffn_norm", None): "post_attention_layernorm",
+    ("ffn_gate", None): "mlp.gate_proj",
+    ("ffn_up", None): "mlp.up_proj",
+    ("ffn_silu", None): "mlp.act_fn",
+    ("ffn_out", "MUL_MAT"): "mlp.down_proj",
+    ("l_out", None): "",
+}
+GGML_GLOBAL = {"inp_embd": "model.embed_tokens", "result_norm": "model.norm"}
+# The GGUF tensor whose rows make each HF module's output dimensions (hints)
+GGUF_TENSOR = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+               "self_attn.q_rope": "attn_q", "self_attn.k_rope": "attn_k", "self_attn.o_proj": "attn_output",
+               "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.act_fn": "ffn_gate",
+               "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm",
+               "post_attention_layernorm": "ffn_norm", "": "ffn_down"}
+GGML_NAME_RE = re.compile(r"^(.*?)(?:-(\d+))?(?:#(\d+))?$")
+
+
+def _unpermute(x, rows, width, head_dim):
+    """Columns of q/k from GGUF's order (the two halves of each head
+    interleaved, for llama.cpp's adjacent-pair RoPE) back to HF's: HF column
+    h*hd + j*hd/2 + i is GGUF column h*hd + 2i + j."""
+    half = head_dim // 2
+    if np is not None:
+        a = np.asarray(x).reshape(rows, width // head_dim, half, 2)
+        return a.transpose(0, 1, 3, 2).reshape(-1)
+    idx = [h * head_dim + 2 * i + j for h in range(width // head_dim) for j in (0, 1) for i in range(half)]
+    out = array.array(x.typecode)
+    for r in range(rows):
+        base = r * width
+        out.extend(x[base + k] for k in idx)
+    return out
+
+
+def _crop_keys(x, heads, n, n_kv):
+    """[heads, n, n_kv] -> [heads, n, n]: the keys of llama.cpp's padded KV
+    cache past the last token (masked, so 0 in a correct run)."""
+    if np is not None:
+        a = np.asarray(x).reshape(heads, n, n_kv)
+        return a[:, :, :n].reshape(-1), float(np.abs(a[:, :, n:]).max()) if n_kv > n else 0.0
+    out, extra = array.array(x.typecode), 0.0
+    for r in range(heads * n):
+        row = x[r * n_kv:(r + 1) * n_kv]
+        out.extend(row[:n])
+        for v in row[n:]:
+            extra = max(extra, abs(v))
+    return out, extra
+
+
+def llama_dump_names(folder, meta):
+    """{HF module name: loader() -> (flat, shape)} of a llama-dump folder."""
+    nodes = meta.get("nodes")
+    if not isinstance(nodes, list):
+        raise UsageError(f"{folder}/dump.json: no node list")
+    head_dim = None
+    for nd in nodes:        # RoPE's output is [n, heads, head_dim]
+        if nd.get("op") == "ROPE" and isinstance(nd.get("shape"), list) and len(nd["shape"]) == 3:
+            head_dim = nd["shape"][2]
+            break
+    found = {}
+    for nd in nodes:
+        m = GGML_NAME_RE.match(str(nd.get("file", ""))[:-4])
+        base, layer = m.group(1), m.group(2)
+        op = nd.get("op")
+        if layer is None:
+            hf = GGML_GLOBAL.get(base)
+        else:
+            sub = GGML_LAYER.get((base, op), GGML_LAYER.get((base, None)))
+            hf = None if sub is None else (f"model.layers.{layer}" + (f".{sub}" if sub else ""))
+        if hf is None or hf in found:
+            continue
+        path = os.path.join(folder, nd["file"])
+        found[hf] = (lambda path=path, hf=hf: _llama_node(path, hf, head_dim))
+    logits = os.path.join(folder, "logits.npy")
+    if os.path.isfile(logits):
+        found["lm_head"] = lambda: read_npy(logits)
+    return found
+
+
+def _llama_node(path, hf, head_dim):
+    x, shape = read_npy(path)
+    sub = hf.split(".", 3)[-1] if hf.startswith("model.layers.") else hf
+    if sub in ("self_attn.q_rope", "self_attn.k_rope"):       # [n, heads, hd]
+        shape = (shape[0], shape[1] * shape[2])
+    if sub in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.q_rope", "self_attn.k_rope"):
+        if not head_dim or shape[1] % head_dim:
+            raise UsageError(f"{path}: cannot tell the head size (no RoPE node in dump.json)")
+        x = _unpermute(x, shape[0], shape[1], head_dim)
+    if sub == "self_attn.attn_weights":
+        heads, n, n_kv = shape
+        x, extra = _crop_keys(x, heads, n, n_kv)
+        if extra > 0:
+            print(f"compare.py: note: {path}: attention weight {extra:.3g} on keys past the last "
+                  "token (llama.cpp's padded cache; a correct mask gives 0)", file=sys.stderr)
+        shape = (heads, n, n)
+    return x, tuple(shape)
+
+
+def dump_names(folder):
+    """{module name: loader() -> (flat, shape)} of a dump folder: HF names
+    (reference.py, raktn --dump), or a llama-dump folder mapped to them."""
+    try:
+        files = os.listdir(folder)
+    except OSError as e:
+        raise UsageError(f"{folder}: {e.strerror}")
+    meta_path = os.path.join(folder, "dump.json")
+    if "dump.json" in files:
+        meta = load_meta(meta_path)
+        if isinstance(meta, dict) and meta.get("tool") == "llama-dump":
+            return llama_dump_names(folder, meta), "llama.cpp"
+    return {f[:-4]: (lambda p=os.path.join(folder, f): read_npy(p))
+            for f in files if f.endswith(".npy") and os.path.isfile(os.path.join(folder, f))}, None
+
+
 # ----------------------------------------------------------------- modes
 def need(tol, preset):
     if tol.rel is None:
@@ -587,12 +718,9 @@ def need(tol, preset):
 
 
 def compare_dirs(ref_dir, out_dir, tol, preset, as_json, out):
-    def names(d):
-        try:
-            return {f[:-4] for f in os.listdir(d) if f.endswith(".npy") and os.path.isfile(os.path.join(d, f))}
-        except OSError as e:
-            raise UsageError(f"{d}: {e.strerror}")
-    rn, on = names(ref_dir), names(out_dir)
+    rsrc, rkind = dump_names(ref_dir)
+    osrc, okind = dump_names(out_dir)
+    rn, on = set(rsrc), set(osrc)
     if not rn:
         raise UsageError(f"{ref_dir}: no .npy files")
     common = sorted(rn & on, key=lambda n: module_info(n)[3])
@@ -603,8 +731,8 @@ def compare_dirs(ref_dir, out_dir, tol, preset, as_json, out):
     items = []
     for name in common:
         what, layer, kind, _ = module_info(name)
-        a, sa = read_npy(os.path.join(ref_dir, name + ".npy"))
-        b, sb = read_npy(os.path.join(out_dir, name + ".npy"))
+        a, sa = rsrc[name]()
+        b, sb = osrc[name]()
         if sa != sb:
             raise UsageError(f"{name}: shapes differ: REF {list(sa)}, OUT {list(sb)}")
         if kind == "logits":
@@ -619,16 +747,128 @@ def compare_dirs(ref_dir, out_dir, tol, preset, as_json, out):
             items.append(judge_rows(name, what, layer, kind, a, b, sa, tol))
     only_ref = sorted(rn - on, key=lambda n: module_info(n)[3])
     only_out = sorted(on - rn, key=lambda n: module_info(n)[3])
+    hint = fail_hint(items)
     if as_json:
         ok, _, _ = verdict(items)
         print(json.dumps(result_json("dump", ref_dir, out_dir, tol, items,
-                                     {"only_in_ref": only_ref, "only_in_out": only_out}), indent=1), file=out)
+                                     {"only_in_ref": only_ref, "only_in_out": only_out, "hint": hint,
+                                      "growth": growth_rows(items)}), indent=1), file=out)
         return ok
+    for lbl, kindname in (("REF", rkind), ("OUT", okind)):
+        if kindname:
+            print(f"{lbl} is a {kindname} dump: ggml node names mapped to HF modules, q/k columns "
+                  "un-permuted, padded keys cropped", file=out)
     print_table(items, out)
+    print_growth(items, out)
     for lbl, lst in (("only in REF (not compared)", only_ref), ("only in OUT (not compared)", only_out)):
         if lst:
             print(f"{lbl}: {len(lst)}: " + " ".join(lst[:8]) + (" ..." if len(lst) > 8 else ""), file=out)
-    return print_verdict(items, "modules", out)
+    ok = print_verdict(items, "modules", out)
+    if hint:
+        print("hint: " + hint, file=out)
+    return ok
+
+
+def growth_rows(items):
+    """Per layer: the largest value / tolerance over its modules (and which)."""
+    rows, prev = [], None
+    by_layer = {}
+    for it in items:
+        if it["layer"] is not None and it["kind"] != "logits":
+            by_layer.setdefault(it["layer"], []).append(it)
+    for layer in sorted(by_layer):
+        its = by_layer[layer]
+        worst = max(its, key=lambda it: it["value"] if not math.isnan(it["value"]) else math.inf)
+        rel = max((it["value"] for it in its if it["kind"] == "rel"), default=0.0)
+        prob = max((it["value"] for it in its if it["kind"] == "prob"), default=0.0)
+        stream = next((it["value"] for it in its if it["name"] == f"model.layers.{layer}"), None)
+        rows.append({"layer": layer, "max_rel": rel, "max_relmax": prob, "worst": worst["name"],
+                     "stream": stream,
+                     "growth": (stream / prev) if stream is not None and prev else None,
+                     "bad": sum(1 for it in its if not item_passed(it))})
+        if stream is not None:
+            prev = stream
+    return rows
+
+
+def print_growth(items, out):
+    rows = growth_rows(items)
+    if len(rows) < 2:
+        return
+    print("per-layer error growth (largest rel over the layer's modules; stream = the layer's output):",
+          file=out)
+    print(f"{'layer':>5} {'max rel':>10} {'attn relmax':>11} {'stream rel':>10} {'growth':>7} {'bad':>4}  worst module",
+          file=out)
+    for r in rows:
+        g = "-" if r["growth"] is None else f"x{r['growth']:.1f}"
+        print(f"{r['layer']:>5} {fmt(r['max_rel']):>10} {fmt(r['max_relmax']):>11} {fmt(r['stream']):>10} "
+              f"{g:>7} {r['bad']:>4}  {r['worst']}", file=out)
+
+
+def _sub(name):
+    return name.split(".", 3)[-1] if name.startswith("model.layers.") else name
+
+
+def fail_hint(items):
+    """Where to look next, from the pattern of the failures (None if none says)."""
+    ok, first, _ = verdict(items)
+    if ok or first is None or first["kind"] == "logits" or first["first"] is None:
+        return None
+    by_name = {it["name"]: it for it in items}
+    name, layer, sub = first["name"], first["layer"], _sub(first["name"])
+    f = first["first"]
+    bad_pos = [p for p, v in enumerate(first["per_position"]) if not v <= first["tol"]]
+
+    def passes(s):
+        it = by_name.get(f"model.layers.{layer}.{s}" if s else f"model.layers.{layer}")
+        return it is not None and item_passed(it)
+    # RoPE: the projections pass, the rotated q/k do not
+    if sub in ("self_attn.q_rope", "self_attn.k_rope"):
+        other = "self_attn.q_proj" if sub == "self_attn.q_rope" else "self_attn.k_proj"
+        if passes(other):
+            p0 = " (position 0, not rotated, passes)" if bad_pos and bad_pos[0] > 0 else ""
+            return (f"only q/k after RoPE fail{p0}: RoPE itself: rope_theta, the rotation layout "
+                    "(rotate_half vs adjacent pairs), or the positions")
+    if sub in ("self_attn.q_proj", "self_attn.k_proj") and passes("self_attn.v_proj"):
+        return ("q/k fail while v passes: the GGUF q/k row permutation (rows left in llama.cpp's "
+                f"interleaved order, or permuted twice), or the weights of blk.{layer}."
+                + ("attn_q" if sub.endswith("q_proj") else "attn_k"))
+    # the sliding window: attention fails from position W on
+    if sub == "self_attn.attn_weights" and bad_pos and bad_pos[0] > 0 \
+            and bad_pos == list(range(bad_pos[0], len(first["per_position"]))):
+        w = bad_pos[0]
+        return (f"attention weights fail from position {w} on, every position before passes: the "
+                f"sliding window (window {w}: position p sees keys p-{w - 1}..p), or the mask")
+    # one weight row: the same output dimension at (nearly) every failing position
+    if first["kind"] == "rel" and len(bad_pos) >= 2:
+        dims = first.get("dims_bad") or {}
+        if dims:
+            d, cnt = max(dims.items(), key=lambda kv: kv[1])
+            if cnt >= 0.8 * len(bad_pos):
+                t = GGUF_TENSOR.get(sub)
+                row = f"row {d} of {name}'s weight" + (f" (GGUF blk.{layer}.{t}.weight)" if t else "")
+                if sub in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.q_rope", "self_attn.k_rope"):
+                    row += " (HF row order; GGUF row h*hd + 2i + j for HF row h*hd + j*hd/2 + i)"
+                if sub in ("input_layernorm", "post_attention_layernorm"):
+                    return f"dimension {d} fails at every failing position: element {d} of the norm weight {t}"
+                return f"dimension {d} fails at every failing position: one weight row, {row}"
+    prev = {"input_layernorm": None, "self_attn.o_proj": "self_attn.attn_output",
+            "post_attention_layernorm": "self_attn.o_proj", "mlp.gate_proj": "post_attention_layernorm",
+            "mlp.up_proj": "post_attention_layernorm", "mlp.act_fn": "mlp.gate_proj",
+            "mlp.down_proj": "mlp.act_fn", "self_attn.q_proj": "input_layernorm",
+            "self_attn.k_proj": "input_layernorm", "self_attn.v_proj": "input_layernorm",
+            "": "mlp.down_proj"}
+    if sub in ("input_layernorm", "post_attention_layernorm"):
+        before = (f"model.layers.{layer - 1}" if layer else "model.embed_tokens") \
+            if sub == "input_layernorm" else None
+        if before is None or (before in by_name and item_passed(by_name[before])):
+            return (f"{name} fails while its input passes: the norm's weight "
+                    f"(GGUF blk.{layer}.{GGUF_TENSOR[sub]}.weight) or rms_norm_eps")
+    if sub in prev and prev[sub] and passes(prev[sub]):
+        t = GGUF_TENSOR.get(sub)
+        return (f"{name} fails while its input ({prev[sub] or 'the layer input'}) passes: that module's "
+                f"weights" + (f" (GGUF blk.{layer}.{t}.weight)" if t else "") + " or its arithmetic")
+    return None
 
 
 def compare_hidden(a, b, entries, tokens, tol, out=None, as_json=False, paths=("", "")):
