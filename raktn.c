@@ -218,6 +218,17 @@ static void fast_init(RunState *s, const Config *c);
 static void fast_free(RunState *s);
 #endif
 
+/* The truth build can round where a peer such as llama.cpp rounds, to
+ * verify it at reduced precision (--round, --kv f16: end of Part 3). */
+#ifdef RAKTN_TRUTH
+struct Trace;
+static const real *peer_inputs(const real *x, int batch, int n);
+static int peer_attention(const Config *c, RunState *s, int layer, int n, int pos, struct Trace *tr);
+#else
+#define peer_inputs(x, batch, n) (x)
+#define peer_attention(c, s, layer, n, pos, tr) 0
+#endif
+
 static real *new_kv_cache(size_t floats) {
 #ifndef RAKTN_PLAIN
     return fast_kv_cache(floats); /* the same zeroed floats, in 2 MB pages */
@@ -282,6 +293,7 @@ static void free_state(RunState *s) {
 /* nn.Linear without bias, for a batch of positions:
  * out[b][i] = sum_k W[i][k] * x[b][k], W is [d][n], x is [batch][n]. */
 static void matmul(real *out, const real *x, const void *w, int batch, int n, int d, int dtype) {
+    x = peer_inputs(x, batch, n);
     if (FAST(matmul_fast(out, x, w, batch, n, d, dtype))) return;
     for (int b = 0; b < batch; b++)
         for (int i = 0; i < d; i++) {
@@ -408,6 +420,7 @@ static void trace(Trace *t, const char *module, int layer, int pos, const real *
  * before the chunk come from the ring; the chunk's own are still in s->k. */
 static void attention(const Config *c, RunState *s, int layer, int n, int pos, Trace *tr) {
     if (!(tr && tr->weights) && FAST(attention_fast(c, s, layer, n, pos))) return;
+    if (peer_attention(c, s, layer, n, pos, tr)) return;
     int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     for (int b = 0; b < n; b++) {
         int p = pos + b, first = first_key(c, p), n_keys = p - first + 1;
@@ -1661,6 +1674,116 @@ static void free_model(Model *m) {
     if (m->map && m->map != MAP_FAILED) munmap(m->map, m->map_size);
 }
 
+#ifdef RAKTN_TRUTH
+/* --------------------------------------------------------------------------
+ * Rounding where a peer rounds (raktn-truth only): --round bf16|f16|q8_0|q8_k
+ * rounds what every matmul reads, --kv f16 the attention's operands, at the
+ * points llama.cpp's CPU backend rounds them (ggml-cpu, c392e509: each
+ * weight type's vec_dot_type; with an f16 KV cache, q and the attention
+ * weights become f16 for their products with the cached keys and values).
+ * The rest stays exact, so a correct peer differs only by the order of its
+ * float32 sums and the rare value its rounding puts on the other side of a
+ * step (notes/verification.md, "Presets").
+ * -------------------------------------------------------------------------- */
+enum { ROUND_NONE, ROUND_BF16, ROUND_F16, ROUND_Q8_0, ROUND_Q8_K };
+static int peer_round = ROUND_NONE, peer_kv_f16 = 0;
+
+/* the float32 of v, rounded to bfloat16 (nearest even: GGML_FP32_TO_BF16) */
+static double round_bf16(double v) {
+    float f = (float)v;
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u = (u + 0x7fff + ((u >> 16) & 1)) & 0xffff0000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* the float32 of v, rounded to IEEE half (nearest even) */
+static double round_f16(double v) {
+    double f = (float)v, a = fabs(f);
+    if (a == 0 || !isfinite(a)) return f;
+    int e;
+    frexp(a, &e); /* a in [2^(e-1), 2^e): half's step there is 2^(e-11), at least 2^-24 */
+    double step = ldexp(1.0, (e - 1 < -14 ? -14 : e - 1) - 10);
+    double r = nearbyint(f / step) * step;
+    return fabs(r) > 65504 ? copysign(INFINITY, f) : r;
+}
+
+/* quantize_row_q8_0 as ggml-cpu runs it on x86 (AVX): blocks of 32,
+ * q = nearest-even(x * 127/amax), value q * half(amax/127) */
+static void round_q8_0(real *x, int n) {
+    for (int b = 0; b + 32 <= n; b += 32) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmax(amax, fabs((float)x[b + j]));
+        float id = amax != 0 ? 127.f / amax : 0;
+        double d = round_f16(amax / 127.f);
+        for (int j = 0; j < 32; j++) x[b + j] = nearbyint((float)((float)x[b + j] * id)) * d;
+    }
+}
+
+/* quantize_row_q8_K_ref (the K-quants' activations): blocks of 256, scale
+ * -127/max where max is the entry of largest magnitude, q <= 127 */
+static void round_q8_k(real *x, int n) {
+    for (int b = 0; b + 256 <= n; b += 256) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < 256; j++)
+            if (fabs((float)x[b + j]) > amax) amax = fabs((float)x[b + j]), max = (float)x[b + j];
+        float iscale = amax != 0 ? -127.f / max : 0, d = amax != 0 ? 1 / iscale : 0;
+        for (int j = 0; j < 256; j++) {
+            double q = nearbyint((float)(iscale * (float)x[b + j]));
+            x[b + j] = (q > 127 ? 127 : q) * d;
+        }
+    }
+}
+
+static const real *peer_inputs(const real *x, int batch, int n) {
+    static real *buf;
+    static size_t cap;
+    if (peer_round == ROUND_NONE) return x;
+    size_t len = (size_t)batch * n;
+    if (len > cap) {
+        free(buf);
+        buf = xcalloc(len, sizeof(real));
+        cap = len;
+    }
+    for (size_t i = 0; i < len; i++)
+        buf[i] = peer_round == ROUND_BF16 ? round_bf16(x[i]) : peer_round == ROUND_F16 ? round_f16(x[i]) : x[i];
+    for (int b = 0; b < batch && peer_round >= ROUND_Q8_0; b++)
+        (peer_round == ROUND_Q8_0 ? round_q8_0 : round_q8_k)(buf + (size_t)b * n, n);
+    return buf;
+}
+
+/* attention() with an f16 KV cache as llama.cpp computes it (flash attention
+ * off): f16 keys times the f16 query, softmax (traced as computed), then the
+ * f16 weights times the f16 values */
+static int peer_attention(const Config *c, RunState *s, int layer, int n, int pos, Trace *tr) {
+    if (!peer_kv_f16) return 0;
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    for (int b = 0; b < n; b++) {
+        int p = pos + b, first = first_key(c, p), n_keys = p - first + 1;
+        for (int h = 0; h < c->n_heads; h++) {
+            int kvh = h / group;
+            const real *q = s->q + ((size_t)b * c->n_heads + h) * hd;
+            for (int t = first; t <= p; t++) {
+                const real *k = kv_row(c, s, s->key_cache, s->k, layer, kvh, t, pos);
+                real dot = 0;
+                for (int i = 0; i < hd; i++) dot += round_f16(q[i]) * round_f16(k[i]);
+                s->scores[t - first] = dot / sqrt((real)hd);
+            }
+            softmax(s->scores, n_keys);
+            if (tr && tr->weights) tr->weights(tr, layer, h, p, first, s->scores, n_keys);
+            real *out = s->att_out + ((size_t)b * c->n_heads + h) * hd;
+            for (int i = 0; i < hd; i++) out[i] = 0;
+            for (int t = first; t <= p; t++) {
+                const real *v = kv_row(c, s, s->value_cache, s->v, layer, kvh, t, pos);
+                for (int i = 0; i < hd; i++) out[i] += round_f16(s->scores[t - first]) * round_f16(v[i]);
+            }
+        }
+    }
+    return 1;
+}
+#endif
+
 /* ##########################################################################
  * PART 4: THE PROGRAMS
  * ########################################################################## */
@@ -1699,6 +1822,11 @@ static void usage(FILE *f) {
           "  --dump DIR  logits: every module's output as DIR/<HF module path>.npy\n"
           "  --top K     logits: print the K most likely next tokens at each position\n"
           "  -T N        threads (default: one per online CPU; the plain build has one)\n"
+#ifdef RAKTN_TRUTH
+          "  --round R   truth build: round every matmul's input as a peer does: bf16, f16,\n"
+          "              q8_0 or q8_k (llama.cpp's BF16, F16, Q8_0/Q4_0, K-quant weights)\n"
+          "  --kv f16    truth build: an f16 KV cache as llama.cpp's (q, k, v, weights)\n"
+#endif
           "  -v          verbose: print token ids to stderr\n"
           "  -h          this help\n",
           f);
@@ -2376,6 +2504,18 @@ static void parse_args(Options *o, int argc, char **argv) {
         else if (!strcmp(a, "--dump")) o->dump_dir = v;
         else if (!strcmp(a, "--top")) o->top_k = (int)parse_long(v, a, 1, 1000);
         else if (!strcmp(a, "-T")) o->threads = (int)parse_long(v, a, 1, 4096);
+#ifdef RAKTN_TRUTH
+        else if (!strcmp(a, "--round")) { /* a peer's rounding, end of Part 3 */
+            const char *r[] = {"none", "bf16", "f16", "q8_0", "q8_k"};
+            peer_round = -1;
+            for (int k = 0; k < 5; k++)
+                if (!strcmp(v, r[k])) peer_round = k;
+            if (peer_round < 0) bad_usage("--round wants none, bf16, f16, q8_0 or q8_k");
+        } else if (!strcmp(a, "--kv")) {
+            if (strcmp(v, "f16") && strcmp(v, "f32")) bad_usage("--kv wants f32 or f16");
+            peer_kv_f16 = !strcmp(v, "f16");
+        }
+#endif
         else bad_usage("unknown option '%s'", a);
     }
     const char *modes[] = {"generate", "chat", "logits", "ppl", "tokenize", "detokenize"};

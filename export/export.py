@@ -896,6 +896,8 @@ def export(args, out, info):
     hf_dir = args.hf_dir
     if os.path.isfile(hf_dir) and gguf.is_gguf(hf_dir):
         return export_gguf(args, out, info)
+    if args.sliding_window is not None:
+        raise ExportError("--sliding-window is for GGUF files; a checkpoint's config.json has its own")
     if not os.path.isdir(hf_dir):
         raise ExportError(f"{hf_dir}: not a directory (nor a GGUF file)")
     c = read_config(hf_dir)
@@ -966,8 +968,14 @@ def export_gguf(args, out, info):
             gguf.check_bf16(found, ExportError)
     except gguf.GGUFError as e:
         raise ExportError(str(e))
-    c["notes"].append(f"export: note: {path}: GGUF carries no sliding window; exported "
-                      "without one, as llama.cpp runs it (see notes/verification.md)")
+    if args.sliding_window is None:
+        c["notes"].append(f"export: note: {path}: a GGUF carries no sliding window; exported "
+                          "without one, as llama.cpp runs it (--sliding-window W for Mistral's)")
+    else:
+        if not 0 <= args.sliding_window <= LIMITS["sliding_window"][2]:
+            raise ExportError(f"--sliding-window {args.sliding_window} is outside 0.."
+                              f"{LIMITS['sliding_window'][2]}")
+        c["sliding_window"] = args.sliding_window
     esize = 4 if args.dtype == "f32" else 2
     file_size = HEADER_SIZE + sum(padded(numel(s) * esize) for _, s in plan)
     header = header_bytes(c, args.dtype, file_size)
@@ -1039,6 +1047,9 @@ def main(argv=None):
                     help="weight storage: f32 (default) or bf16 (only from a bf16 "
                          "checkpoint; lossless, half the size)")
     ap.add_argument("--quiet", action="store_true", help="no progress output")
+    ap.add_argument("--sliding-window", type=int, metavar="W",
+                    help="GGUF input only: the model's sliding window (a GGUF does not carry it; "
+                         "Mistral-7B and RakutenAI-7B: 4096); default none")
     args = ap.parse_args(argv)
     sig = Signals()
     sig.install()
