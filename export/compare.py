@@ -1343,10 +1343,6 @@ def main(argv=None):
     ap.add_argument("--tol-local", type=float, help="local checks: max|d| / rms per vector")
     try:
         a = ap.parse_args(argv)
-        if np is None:
-            print("compare.py: note: numpy is not installed; the standard-library path gives the same "
-                  "verdicts and figures, slower (a 16-layer dump: 4 s instead of 0.5 s; with --model "
-                  "110 s instead of 4 s)", file=sys.stderr)
         p = dict(PRESETS[a.preset])
         p.pop("tol_local")
         for k in ("tol_max", "tol_kl", "min_argmax", "tol_rel"):
@@ -1475,6 +1471,10 @@ def main(argv=None):
     except (KeyError, IndexError, TypeError) as e:
         print(f"compare.py: error: bad metadata ({type(e).__name__}: {e})", file=sys.stderr)
         return 2
+    if np is None:
+        print("compare.py: note: numpy is not installed; the standard-library path gave the same verdict "
+              "and figures, slower (a 16-layer dump: 4 s instead of 0.5 s; with --model 110 s instead "
+              "of 4 s)", file=sys.stderr)
     return 0 if ok else 1
 
 

@@ -362,7 +362,7 @@ def spm_vocab(pieces, scores, types, unk_id, path):
                 rank = rank_of_score.setdefault(scores[i], len(rank_of_score))
                 merges.append((a, b, i, rank))
     added = [(i, 1) for i, t in enumerate(types) if t == CONTROL]
-    if unk_id >= 0:
+    if unk_id >= 0 and types[unk_id] != CONTROL:    # (a GGUF may mark <unk> CONTROL)
         added.insert(0, (unk_id, 1))
     return merges, added
 
