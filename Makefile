@@ -42,7 +42,13 @@ TRUTH_CFLAGS := $(PLAIN_CFLAGS) -DRAKTN_TRUTH
 TESTS = tests/test_model tests/test_sample tests/test_tokenizer tests/test_cli tests/test_robust tests/test_model_plain tests/test_truth
 
 .PHONY: all plain truth cross test test-asan demo clean fixtures-data llama-dump
-all: raktn
+all: raktn export/gguf_dequant.so
+
+# GGUF export's dequantization in C (export/gguf.py loads it with ctypes; it
+# computes the same bytes in Python without it, ~100x slower). Its own flags:
+# a sanitized library could not be loaded into Python.
+export/gguf_dequant.so: export/gguf_dequant.c
+	$(CC) -O2 -std=c11 -Wall -Wextra -shared -fPIC -o $@ $< -lm
 
 raktn: raktn.c tokenizer.c tokenizer.h
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ raktn.c tokenizer.c $(LDLIBS)
@@ -77,7 +83,7 @@ tests/test_%: tests/test_%.c tests/testutil.h tests/testrun.h raktn.c tokenizer.
 fixtures-data: raktn
 	PYTHON=$(PYTHON) sh tests/prepare.sh
 
-test: raktn raktn-plain raktn-truth $(TESTS) fixtures-data
+test: raktn raktn-plain raktn-truth export/gguf_dequant.so $(TESTS) fixtures-data
 	@PYTHON=$(PYTHON) sh tests/run.sh $(TESTS)
 
 test-asan:
@@ -133,7 +139,7 @@ llama-dump: tools/llama-dump.c
 	$(CXX) -o $@ tools/llama-dump.o $$LIBS -lm -pthread && rm -f tools/llama-dump.o
 
 clean:
-	rm -f raktn raktn-plain raktn-truth $(TESTS)
+	rm -f raktn raktn-plain raktn-truth export/gguf_dequant.so $(TESTS)
 
 # Fuzzing (libFuzzer, clang) and the fuzz regression run live in fuzz/fuzz.mk.
 -include fuzz/fuzz.mk

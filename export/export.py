@@ -504,7 +504,8 @@ def header_bytes(c, dtype, file_size):
         c["bos_id"], c["eos_id"], 1 if c["tied"] else 0,
         c["rope_theta"], c["rms_norm_eps"],
         HEADER_SIZE, file_size)
-    h += struct.pack("<dd", c["rope_theta64"], c["rms_norm_eps64"])
+    # the same two exactly (float64), for the truth build; 0 = not given
+    h += struct.pack("<dd", c.get("rope_theta64", 0.0), c.get("rms_norm_eps64", 0.0))
     return h + bytes(HEADER_SIZE - len(h))
 
 

@@ -27,8 +27,10 @@ writes for an HF checkpoint:
 
 Standard library only, like the rest of export/. The dequantization is
 vectorised with bytes.translate, slice assignment, big-integer additions and
-map(operator.mul): about 40-150 ns per weight (notes/verification.md gives
-the 7B timing).
+map(operator.mul), and still takes ~0.3 us per weight (most of an hour for a
+7B); export/gguf_dequant.c, which make builds as export/gguf_dequant.so and
+this module loads with ctypes when present, computes the same bytes in a few
+seconds (notes/verification.md, "GGUF in").
 """
 import array
 import itertools
@@ -329,10 +331,43 @@ def deq_f32(raw, what=""):
 
 DEQUANT = {F32: deq_f32, F16: deq_f16, BF16: deq_bf16, Q8_0: deq_q8_0, Q4_0: deq_q4_0,
            Q4_K: deq_q4_k, Q6_K: deq_q6_k}
+PER_BLOCK = {Q4_0: 32 / 18, Q8_0: 32 / 34, Q4_K: 256 / 144, Q6_K: 256 / 210}
+
+
+def _c_dequant():
+    """export/gguf_dequant.so (make builds it), through ctypes: the same
+    values ~100x faster; None where it is not built or cannot load (then the
+    Python above computes them; RAKTN_GGUF_PYTHON=1 asks for that)."""
+    if not LITTLE or os.environ.get("RAKTN_GGUF_PYTHON"):
+        return None
+    try:
+        import ctypes
+        lib = ctypes.CDLL(os.path.join(os.path.dirname(os.path.abspath(__file__)), "gguf_dequant.so"))
+        fn = lib.gguf_dequant
+        fn.restype = ctypes.c_long
+        fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p]
+    except (ImportError, OSError, AttributeError):
+        return None
+
+    def run(gtype, raw):
+        n = round(len(raw) * PER_BLOCK[gtype])
+        out = bytearray(4 * n)
+        buf = (ctypes.c_char * len(out)).from_buffer(out)
+        got = fn(gtype, bytes(raw), len(raw), ctypes.addressof(buf))
+        del buf
+        return bytes(out) if got == n else None
+    return run
+
+
+C_DEQUANT = _c_dequant()
 
 
 def dequantize(gtype, raw, what=""):
-    return DEQUANT[gtype](raw, what)
+    if C_DEQUANT is not None and gtype in PER_BLOCK:
+        out = C_DEQUANT(gtype, raw)
+        if out is not None:
+            return out
+    return DEQUANT[gtype](raw, what)        # (also where C refuses: it says why)
 
 
 def rows_to_bf16(f32_bytes, what):

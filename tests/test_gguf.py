@@ -149,6 +149,25 @@ class TestDequant(unittest.TestCase):
                 got = struct.unpack(f"<{len(want)}f", fn(raw))
                 self.assertEqual([struct.pack("<f", x) for x in got], [struct.pack("<f", x) for x in want])
 
+    def test_c_helper_computes_the_same_bytes(self):
+        """export/gguf_dequant.so (make builds it) against the Python path, on
+        random blocks of every type and on a bad scale (refused: Python says why)."""
+        so = os.path.join(ROOT, "export", "gguf_dequant.so")
+        if gguf.C_DEQUANT is None:
+            if os.path.exists(so) and not os.environ.get("RAKTN_GGUF_PYTHON"):
+                self.fail("export/gguf_dequant.so exists but gguf.py did not load it")
+            self.skipTest("export/gguf_dequant.so not built")
+        for kind, gtype, fn in (("q8_0", gguf.Q8_0, gguf.deq_q8_0), ("q4_0", gguf.Q4_0, gguf.deq_q4_0),
+                                ("q4_k", gguf.Q4_K, gguf.deq_q4_k), ("q6_k", gguf.Q6_K, gguf.deq_q6_k)):
+            with self.subTest(kind=kind):
+                raw = random_blocks(kind, 300, kind + "c")
+                self.assertEqual(gguf.C_DEQUANT(gtype, raw), fn(raw))
+        raw = bytearray(random_blocks("q4_k", 3, 5))
+        raw[144 + 2:144 + 4] = struct.pack("<e", math.nan)
+        self.assertIsNone(gguf.C_DEQUANT(gguf.Q4_K, bytes(raw)))
+        with self.assertRaises(gguf.GGUFError):
+            gguf.dequantize(gguf.Q4_K, bytes(raw), "t")
+
     def test_f16_bf16(self):
         raw = struct.pack("<4e", 1.5, -2.0, 6e-8, 65504.0)
         self.assertEqual(struct.unpack("<4f", gguf.deq_f16(raw)), (1.5, -2.0, 2.0 ** -24, 65504.0))
