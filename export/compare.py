@@ -1154,8 +1154,9 @@ def local_hint(items):
                 "the mask or the sliding window" if w else f"{name}: the scores, the scale or the mask")
     if sub in ("input_layernorm", "post_attention_layernorm", "model.norm"):
         return (f"{name} differs from RMSNorm of OUT's own input: rms_norm_eps (the GGUF's "
-                f"llama.attention.layer_norm_rms_epsilon) or the norm weight"
-                + (f" (GGUF blk.{layer}.{t}.weight)" if layer is not None and t else ""))
+                f"llama.attention.layer_norm_rms_epsilon), the norm weight"
+                + (f" (GGUF blk.{layer}.{t}.weight)" if layer is not None and t else "")
+                + " or the norm's arithmetic (the mean of squares, the scale)")
     if dims and len(bad_pos) >= 2:
         d, cnt = max(dims.items(), key=lambda kv: kv[1])
         if cnt >= 0.8 * len(bad_pos):
