@@ -2515,6 +2515,8 @@ static void parse_args(Options *o, int argc, char **argv) {
             if (strcmp(v, "f16") && strcmp(v, "f32")) bad_usage("--kv wants f32 or f16");
             peer_kv_f16 = !strcmp(v, "f16");
         }
+#else
+        else if (!strcmp(a, "--round") || !strcmp(a, "--kv")) bad_usage("%s is for raktn-truth (make truth)", a);
 #endif
         else bad_usage("unknown option '%s'", a);
     }

@@ -42,36 +42,35 @@ hidden-state entry, then position), and the worst:
   FAIL: first model.layers.3.self_attn.q_proj (layer 3), position 5, dim 17: rel 1.0e-03 > 0.0002; ...
 "layer L" is HF's 0-based layer; "embeddings", "final norm", "logits".
 
-Presets (explicit --tol-* flags override them):
-  fp32 (default)  tol-rel 2e-4, tol-max 1e-4, argmax identical.  Measured
-                  (notes/verification.md): transformers fp32 vs float64 <= 7.3e-5
-                  rel in every module of 16- and 32-layer models, raktn vs
-                  transformers <= 2.9e-5 on hidden states and <= 4.8e-5 abs on
-                  logits; a 1e-3 relative fault is 5x above tol-rel.
-  The reduced-precision presets judge logits only (their tol-rel is not
-  measured: give --tol-rel for hidden states and dumps).  Measured with
-  llama.cpp b4747 on random-weight checkpoints of 2-32 layers, each set to
-  about 2x the worst case (notes/verification.md, "Presets"); a mismatched
-  argmax whose REF gap is within tol-max is a tie:
-  f16kv           fp32 weights and math, f16 KV cache: tol-max 3e-2, tol-kl
-                  2e-5, argmax identical (worst 1.2e-2, KL 5.8e-6).
-  bf16            bf16 weights as published (not rounded from fp32), bf16
-                  activations, KV f32 or f16: tol-max 0.4, tol-kl 2e-3, argmax
-                  >= 0.95 (worst 0.16, KL 8.4e-4).
-  q8              q8_0 weights against the fp32 reference: tol-max 1.5, tol-kl
-                  4e-2, argmax >= 0.90 (worst 0.71, KL 1.8e-2).
-  q4_k            q4_k (Q4_K_M or pure Q4_K) against a reference run on the
-                  SAME weights dequantized to fp32 (llama-quantize
-                  --allow-requantize Q.gguf D.gguf F32): tol-max 2.0, tol-kl
-                  6e-2, argmax >= 0.90 (worst 0.92, KL 2.8e-2).  Against the
-                  fp32 original, random-weight q4_k models are off by up to
-                  4.9 (KL 0.91), as far as a wrong sliding window: no preset.
+Presets (explicit --tol-* flags override them), measured with llama.cpp
+c392e509 on 16- and 32-layer models against raktn-truth on the same GGUF's
+weights rounding where llama.cpp rounds (notes/verification.md, "Presets";
+the README's table says which preset and which raktn-truth --round/--kv):
+  preset  tol-max  tol-kl  min-argmax  tol-rel  tol-local
+  fp32    1e-4     -       1.0         2e-4     1e-4      F32 weights, f32 KV cache
+  f16kv   1e-2     2e-6    1.0         2e-2     1e-4      F32, f16 KV (--kv f16)
+  bf16    0.25     1e-3    0.85        0.4      1e-4      BF16 (--round bf16)
+  q8      1.6      6e-2    0.6         2.5      1e-4      Q8_0, Q4_0 (--round q8_0)
+  q4_k    0.6      6e-3    0.85        1.0      1e-4      Q4_K_M, Q4_K, Q6_K (--round q8_k)
+Each is about 2x the worst correct run (5x at fp32); a mismatched argmax is a
+tie only when REF's top two logits are within 1e-3 (TIE_MARGIN), and the
+raw count is always printed.
+
+--model model.bin (dump folders): every module of OUT is also recomputed from
+OUT's own dumped inputs with that model's weights, in float64, rounding as the
+preset says ("local checks", tol-local): a correct peer differs only by its
+float32 summation order at any depth and precision, so the first failing
+module is where the fault is.  A folder written by tools/llama-dump.c is read
+as it is: its ggml node names are mapped to the HF names, q/k columns put
+back in HF order, llama.cpp's padded keys cropped.  A FAIL is followed by a
+"hint:" line when the pattern says where to look.
 
 --json prints one JSON object (the verdict, first, worst and a row per item)
 instead of text; non-finite numbers appear as the strings "inf" / "nan".
 
 Exit status: 0 PASS, 1 FAIL, 2 usage or I/O error (one line on stderr).
-Standard library only; numpy is used for speed when importable.
+Standard library only; numpy is used for speed when importable (same verdicts
+and figures; compare.py says when it ran without it).
 """
 import argparse
 import array
