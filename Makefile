@@ -42,8 +42,14 @@ TRUTH_CFLAGS := $(PLAIN_CFLAGS) -DRAKTN_TRUTH
 
 TESTS = tests/test_model tests/test_sample tests/test_tokenizer tests/test_cli tests/test_robust tests/test_model_plain tests/test_truth
 
-.PHONY: all plain truth cross test test-asan demo demo-story demo-48k clean fixtures-data
-all: raktn
+.PHONY: all plain truth cross test test-asan demo demo-story demo-48k clean fixtures-data llama-dump
+all: raktn export/gguf_dequant.so
+
+# GGUF export's dequantization in C (export/gguf.py loads it with ctypes; it
+# computes the same bytes in Python without it, ~100x slower). Its own flags:
+# a sanitized library could not be loaded into Python.
+export/gguf_dequant.so: export/gguf_dequant.c
+	$(CC) -O2 -std=c11 -Wall -Wextra -shared -fPIC -o $@ $< -lm
 
 raktn: raktn.c tokenizer.c tokenizer.h
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ raktn.c tokenizer.c $(LDLIBS)
@@ -78,7 +84,7 @@ tests/test_%: tests/test_%.c tests/testutil.h tests/testrun.h raktn.c tokenizer.
 fixtures-data: raktn
 	PYTHON=$(PYTHON) sh tests/prepare.sh
 
-test: raktn raktn-plain raktn-truth $(TESTS) fixtures-data
+test: raktn raktn-plain raktn-truth export/gguf_dequant.so $(TESTS) fixtures-data
 	@PYTHON=$(PYTHON) sh tests/run.sh $(TESTS)
 
 test-asan:
@@ -121,8 +127,33 @@ demo-48k: raktn
 	echo "What is the capital of Japan?" | ./raktn demo/model/model.bin -m chat -n 16 -t 0
 	./raktn demo/model/model.bin -m logits -i "Hello, world" --top 3
 
+# llama-dump (tools/llama-dump.c): llama.cpp's graph nodes as .npy for
+# export/compare.py. Built only on request, against your llama.cpp checkout
+# after its cmake build (static: -DBUILD_SHARED_LIBS=OFF, or shared):
+#   make llama-dump LLAMA_CPP=~/llama.cpp [LLAMA_BUILD=~/llama.cpp/build]
+# Written for llama.cpp c392e509 (b4748); the commit it is built against is
+# recorded in each dump's dump.json.
+LLAMA_BUILD ?= $(LLAMA_CPP)/build
+CXX ?= c++
+llama-dump: tools/llama-dump.c
+	@if [ -z "$(LLAMA_CPP)" ] || [ ! -f "$(LLAMA_CPP)/include/llama.h" ]; then \
+	  echo "llama-dump: give LLAMA_CPP=DIR, a llama.cpp checkout (DIR/include/llama.h) built with cmake:"; \
+	  echo "  cmake -S DIR -B DIR/build -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF && cmake --build DIR/build --target llama"; \
+	  echo "  make llama-dump LLAMA_CPP=DIR"; exit 1; fi
+	@B="$(LLAMA_BUILD)"; \
+	if [ -f "$$B/src/libllama.a" ]; then \
+	  LIBS="$$B/src/libllama.a $$B/ggml/src/libggml.a $$B/ggml/src/libggml-cpu.a $$B/ggml/src/libggml-base.a -fopenmp"; \
+	elif [ -f "$$B/bin/libllama.so" ]; then \
+	  LIBS="-L$$B/bin -Wl,-rpath,$$B/bin -lllama -lggml -lggml-base"; \
+	else echo "llama-dump: no libllama.a or libllama.so under $$B (build llama.cpp with cmake first, or give LLAMA_BUILD=)"; exit 1; fi; \
+	COMMIT=$$(git -C "$(LLAMA_CPP)" rev-parse HEAD 2>/dev/null || echo unknown); \
+	echo "llama-dump: building against llama.cpp $$COMMIT"; \
+	$(CC) -O2 -std=c11 -Wall -Wextra -D_POSIX_C_SOURCE=200809L -DLLAMA_CPP_COMMIT="\"$$COMMIT\"" \
+	  -I"$(LLAMA_CPP)/include" -I"$(LLAMA_CPP)/ggml/include" -c tools/llama-dump.c -o tools/llama-dump.o && \
+	$(CXX) -o $@ tools/llama-dump.o $$LIBS -lm -pthread && rm -f tools/llama-dump.o
+
 clean:
-	rm -f raktn raktn-plain raktn-truth $(TESTS)
+	rm -f raktn raktn-plain raktn-truth export/gguf_dequant.so $(TESTS)
 
 # Fuzzing (libFuzzer, clang) and the fuzz regression run live in fuzz/fuzz.mk.
 -include fuzz/fuzz.mk

@@ -110,8 +110,8 @@ typedef struct {
     int sliding_window; /* sliding_window: each position sees this many keys (4096); 0 = all */
     int bos_id, eos_id; /* bos_token_id 1, eos_token_id 2; -1 when absent */
     int tied;           /* tie_word_embeddings: false (lm_head has its own matrix) */
-    float rope_theta;   /* rope_theta: 10000 */
-    float rms_norm_eps; /* rms_norm_eps: 1e-5 */
+    double rope_theta;   /* rope_theta: 10000 } as config.json gives them; the fp32 builds  */
+    double rms_norm_eps; /* rms_norm_eps: 1e-5 } round them to float, as transformers does */
     int dtype;          /* how model.bin stores the weights: DTYPE_F32 or DTYPE_BF16 */
 } Config;
 
@@ -218,6 +218,17 @@ static void fast_init(RunState *s, const Config *c);
 static void fast_free(RunState *s);
 #endif
 
+/* The truth build can round where a peer such as llama.cpp rounds, to
+ * verify it at reduced precision (--round, --kv f16: end of Part 3). */
+#ifdef RAKTN_TRUTH
+struct Trace;
+static const real *peer_inputs(const real *x, int batch, int n);
+static int peer_attention(const Config *c, RunState *s, int layer, int n, int pos, struct Trace *tr);
+#else
+#define peer_inputs(x, batch, n) (x)
+#define peer_attention(c, s, layer, n, pos, tr) 0
+#endif
+
 static real *new_kv_cache(size_t floats) {
 #ifndef RAKTN_PLAIN
     return fast_kv_cache(floats); /* the same zeroed floats, in 2 MB pages */
@@ -282,6 +293,7 @@ static void free_state(RunState *s) {
 /* nn.Linear without bias, for a batch of positions:
  * out[b][i] = sum_k W[i][k] * x[b][k], W is [d][n], x is [batch][n]. */
 static void matmul(real *out, const real *x, const void *w, int batch, int n, int d, int dtype) {
+    x = peer_inputs(x, batch, n);
     if (FAST(matmul_fast(out, x, w, batch, n, d, dtype))) return;
     for (int b = 0; b < batch; b++)
         for (int i = 0; i < d; i++) {
@@ -294,13 +306,13 @@ static void matmul(real *out, const real *x, const void *w, int batch, int n, in
 /* MistralRMSNorm: out = w * x / sqrt(mean(x^2) + eps) for each of `rows`
  * vectors of n. No mean subtracted, no bias; w is a learned per-channel
  * scale. */
-static void rmsnorm_row(real *out, const real *x, const void *w, int n, float eps, int dtype) {
+static void rmsnorm_row(real *out, const real *x, const void *w, int n, real eps, int dtype) {
     double ss = 0; /* double: the one long sum here */
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
     real inv = 1 / sqrt((real)(ss / n) + eps);
     for (int i = 0; i < n; i++) out[i] = weight_at(w, (size_t)i, dtype) * (x[i] * inv);
 }
-static void rmsnorm(real *out, const real *x, const void *w, int rows, int n, float eps, int dtype) {
+static void rmsnorm(real *out, const real *x, const void *w, int rows, int n, real eps, int dtype) {
     if (FAST(rmsnorm_fast(out, x, w, rows, n, eps, dtype))) return;
     for (int r = 0; r < rows; r++) rmsnorm_row(out + (size_t)r * n, x + (size_t)r * n, w, n, eps, dtype);
 }
@@ -408,6 +420,7 @@ static void trace(Trace *t, const char *module, int layer, int pos, const real *
  * before the chunk come from the ring; the chunk's own are still in s->k. */
 static void attention(const Config *c, RunState *s, int layer, int n, int pos, Trace *tr) {
     if (!(tr && tr->weights) && FAST(attention_fast(c, s, layer, n, pos))) return;
+    if (peer_attention(c, s, layer, n, pos, tr)) return;
     int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     for (int b = 0; b < n; b++) {
         int p = pos + b, first = first_key(c, p), n_keys = p - first + 1;
@@ -457,7 +470,7 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
     const Weights *w = &m->weights;
     int D = c->dim, F = c->hidden_dim, hd = c->head_dim, dt = c->dtype;
     int q_dim = c->n_heads * hd, kv_dim = c->n_kv_heads * hd;
-    float eps = c->rms_norm_eps;
+    real eps = (real)c->rms_norm_eps;
 
     rope_angles(s, hd, pos, n); /* once for all layers */
 
@@ -1500,6 +1513,12 @@ static float rd_f32(const unsigned char *p) {
     memcpy(&f, &u, 4);
     return f;
 }
+static double rd_f64(const unsigned char *p) {
+    uint64_t u = rd_u64(p);
+    double f;
+    memcpy(&f, &u, 8);
+    return f;
+}
 
 /* a*b, or 0 with *ok cleared on uint64 overflow */
 static uint64_t mul_u64(uint64_t a, uint64_t b, int *ok) {
@@ -1544,8 +1563,16 @@ static const char *parse_header(const unsigned char *h, Config *c, uint64_t *dat
     c->bos_id = (int32_t)f[10];
     c->eos_id = (int32_t)f[11];
     c->tied = (int)f[12];
-    c->rope_theta = rd_f32(h + 64);
-    c->rms_norm_eps = rd_f32(h + 68);
+    /* rope_theta and rms_norm_eps as float32 (the fp32 builds compute with
+     * these, as transformers does) and exactly as config.json gives them
+     * (float64, in bytes the first exporters left zero): the truth build
+     * computes with those, which must round to the float32 values */
+    float theta32 = rd_f32(h + 64), eps32 = rd_f32(h + 68);
+    double theta64 = rd_f64(h + 88), eps64 = rd_f64(h + 96);
+    if ((theta64 != 0 && (float)theta64 != theta32) || (eps64 != 0 && (float)eps64 != eps32))
+        return "rope_theta or rms_norm_eps as float64 does not round to its float32 value";
+    c->rope_theta = theta64 != 0 ? theta64 : theta32;
+    c->rms_norm_eps = eps64 != 0 ? eps64 : eps32;
     *data_offset = rd_u64(h + 72);
     *file_size = rd_u64(h + 80);
     if (c->n_heads % c->n_kv_heads) return "n_heads is not a multiple of n_kv_heads";
@@ -1554,8 +1581,8 @@ static const char *parse_header(const unsigned char *h, Config *c, uint64_t *dat
     if (c->bos_id < -1 || c->bos_id >= c->vocab_size) return "bos_id is outside the vocabulary";
     if (c->eos_id < -1 || c->eos_id >= c->vocab_size) return "eos_id is outside the vocabulary";
     if (c->tied != 0 && c->tied != 1) return "tied flag is neither 0 nor 1";
-    if (!(c->rope_theta > 0 && isfinite(c->rope_theta))) return "rope_theta is not a positive number";
-    if (!(c->rms_norm_eps > 0 && c->rms_norm_eps < 1)) return "rms_norm_eps is not in (0, 1)";
+    if (!(theta32 > 0 && isfinite(theta32) && isfinite(c->rope_theta))) return "rope_theta is not a positive number";
+    if (!(eps32 > 0 && eps32 < 1 && c->rms_norm_eps > 0)) return "rms_norm_eps is not in (0, 1)";
     if (*data_offset != HEADER_SIZE) return "tensor data offset is not 256";
     return NULL;
 }
@@ -1651,6 +1678,116 @@ static void free_model(Model *m) {
     if (m->map && m->map != MAP_FAILED) munmap(m->map, m->map_size);
 }
 
+#ifdef RAKTN_TRUTH
+/* --------------------------------------------------------------------------
+ * Rounding where a peer rounds (raktn-truth only): --round bf16|f16|q8_0|q8_k
+ * rounds what every matmul reads, --kv f16 the attention's operands, at the
+ * points llama.cpp's CPU backend rounds them (ggml-cpu, c392e509: each
+ * weight type's vec_dot_type; with an f16 KV cache, q and the attention
+ * weights become f16 for their products with the cached keys and values).
+ * The rest stays exact, so a correct peer differs only by the order of its
+ * float32 sums and the rare value its rounding puts on the other side of a
+ * step (notes/verification.md, "Presets").
+ * -------------------------------------------------------------------------- */
+enum { ROUND_NONE, ROUND_BF16, ROUND_F16, ROUND_Q8_0, ROUND_Q8_K };
+static int peer_round = ROUND_NONE, peer_kv_f16 = 0;
+
+/* the float32 of v, rounded to bfloat16 (nearest even: GGML_FP32_TO_BF16) */
+static double round_bf16(double v) {
+    float f = (float)v;
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u = (u + 0x7fff + ((u >> 16) & 1)) & 0xffff0000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* the float32 of v, rounded to IEEE half (nearest even) */
+static double round_f16(double v) {
+    double f = (float)v, a = fabs(f);
+    if (a == 0 || !isfinite(a)) return f;
+    int e;
+    frexp(a, &e); /* a in [2^(e-1), 2^e): half's step there is 2^(e-11), at least 2^-24 */
+    double step = ldexp(1.0, (e - 1 < -14 ? -14 : e - 1) - 10);
+    double r = nearbyint(f / step) * step;
+    return fabs(r) > 65504 ? copysign(INFINITY, f) : r;
+}
+
+/* quantize_row_q8_0 as ggml-cpu runs it on x86 (AVX): blocks of 32,
+ * q = nearest-even(x * 127/amax), value q * half(amax/127) */
+static void round_q8_0(real *x, int n) {
+    for (int b = 0; b + 32 <= n; b += 32) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmax(amax, fabs((float)x[b + j]));
+        float id = amax != 0 ? 127.f / amax : 0;
+        double d = round_f16(amax / 127.f);
+        for (int j = 0; j < 32; j++) x[b + j] = nearbyint((float)((float)x[b + j] * id)) * d;
+    }
+}
+
+/* quantize_row_q8_K_ref (the K-quants' activations): blocks of 256, scale
+ * -127/max where max is the entry of largest magnitude, q <= 127 */
+static void round_q8_k(real *x, int n) {
+    for (int b = 0; b + 256 <= n; b += 256) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < 256; j++)
+            if (fabs((float)x[b + j]) > amax) amax = fabs((float)x[b + j]), max = (float)x[b + j];
+        float iscale = amax != 0 ? -127.f / max : 0, d = amax != 0 ? 1 / iscale : 0;
+        for (int j = 0; j < 256; j++) {
+            double q = nearbyint((float)(iscale * (float)x[b + j]));
+            x[b + j] = (q > 127 ? 127 : q) * d;
+        }
+    }
+}
+
+static const real *peer_inputs(const real *x, int batch, int n) {
+    static real *buf;
+    static size_t cap;
+    if (peer_round == ROUND_NONE) return x;
+    size_t len = (size_t)batch * n;
+    if (len > cap) {
+        free(buf);
+        buf = xcalloc(len, sizeof(real));
+        cap = len;
+    }
+    for (size_t i = 0; i < len; i++)
+        buf[i] = peer_round == ROUND_BF16 ? round_bf16(x[i]) : peer_round == ROUND_F16 ? round_f16(x[i]) : x[i];
+    for (int b = 0; b < batch && peer_round >= ROUND_Q8_0; b++)
+        (peer_round == ROUND_Q8_0 ? round_q8_0 : round_q8_k)(buf + (size_t)b * n, n);
+    return buf;
+}
+
+/* attention() with an f16 KV cache as llama.cpp computes it (flash attention
+ * off): f16 keys times the f16 query, softmax (traced as computed), then the
+ * f16 weights times the f16 values */
+static int peer_attention(const Config *c, RunState *s, int layer, int n, int pos, Trace *tr) {
+    if (!peer_kv_f16) return 0;
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    for (int b = 0; b < n; b++) {
+        int p = pos + b, first = first_key(c, p), n_keys = p - first + 1;
+        for (int h = 0; h < c->n_heads; h++) {
+            int kvh = h / group;
+            const real *q = s->q + ((size_t)b * c->n_heads + h) * hd;
+            for (int t = first; t <= p; t++) {
+                const real *k = kv_row(c, s, s->key_cache, s->k, layer, kvh, t, pos);
+                real dot = 0;
+                for (int i = 0; i < hd; i++) dot += round_f16(q[i]) * round_f16(k[i]);
+                s->scores[t - first] = dot / sqrt((real)hd);
+            }
+            softmax(s->scores, n_keys);
+            if (tr && tr->weights) tr->weights(tr, layer, h, p, first, s->scores, n_keys);
+            real *out = s->att_out + ((size_t)b * c->n_heads + h) * hd;
+            for (int i = 0; i < hd; i++) out[i] = 0;
+            for (int t = first; t <= p; t++) {
+                const real *v = kv_row(c, s, s->value_cache, s->v, layer, kvh, t, pos);
+                for (int i = 0; i < hd; i++) out[i] += round_f16(s->scores[t - first]) * round_f16(v[i]);
+            }
+        }
+    }
+    return 1;
+}
+#endif
+
 /* ##########################################################################
  * PART 4: THE PROGRAMS
  * ########################################################################## */
@@ -1694,6 +1831,11 @@ static void usage(FILE *f) {
           "  --json FILE explain: everything, for every position, as JSON (notes/explain.md)\n"
           "  --html FILE explain: a self-contained page showing it\n"
           "  -T N        threads (default: one per online CPU; the plain build has one)\n"
+#ifdef RAKTN_TRUTH
+          "  --round R   truth build: round every matmul's input as a peer does: bf16, f16,\n"
+          "              q8_0 or q8_k (llama.cpp's BF16, F16, Q8_0/Q4_0, K-quant weights)\n"
+          "  --kv f16    truth build: an f16 KV cache as llama.cpp's (q, k, v, weights)\n"
+#endif
           "  -v          verbose: print token ids to stderr\n"
           "  -h          this help\n",
           f);
@@ -3091,6 +3233,20 @@ static void parse_args(Options *o, int argc, char **argv) {
         else if (!strcmp(a, "--html")) o->html_path = v;
         else if (!strcmp(a, "--top")) o->top_k = (int)parse_long(v, a, 1, 1000);
         else if (!strcmp(a, "-T")) o->threads = (int)parse_long(v, a, 1, 4096);
+#ifdef RAKTN_TRUTH
+        else if (!strcmp(a, "--round")) { /* a peer's rounding, end of Part 3 */
+            const char *r[] = {"none", "bf16", "f16", "q8_0", "q8_k"};
+            peer_round = -1;
+            for (int k = 0; k < 5; k++)
+                if (!strcmp(v, r[k])) peer_round = k;
+            if (peer_round < 0) bad_usage("--round wants none, bf16, f16, q8_0 or q8_k");
+        } else if (!strcmp(a, "--kv")) {
+            if (strcmp(v, "f16") && strcmp(v, "f32")) bad_usage("--kv wants f32 or f16");
+            peer_kv_f16 = !strcmp(v, "f16");
+        }
+#else
+        else if (!strcmp(a, "--round") || !strcmp(a, "--kv")) bad_usage("%s is for raktn-truth (make truth)", a);
+#endif
         else bad_usage("unknown option '%s'", a);
     }
     const char *modes[] = {"generate", "chat", "logits", "explain", "ppl", "tokenize", "detokenize"};

@@ -2,9 +2,12 @@
 """export.py - turn a Hugging Face Mistral/Llama checkpoint into raktn's files.
 
     python3 export/export.py HF_DIR OUT_DIR [--dtype f32|bf16] [--quiet]
+    python3 export/export.py MODEL.gguf OUT_DIR [...]
 
 Writes OUT_DIR/model.bin (layout: notes/format.md) and, when the checkpoint
 has tokenizer files, OUT_DIR/tokenizer.bin (export/tokenizer_export.py).
+A GGUF file (llama.cpp's format) is read by export/gguf.py: its tensors
+dequantized exactly as ggml does, so raktn runs the weights llama.cpp runs.
 
 Plain Python 3, standard library only. The export streams: each tensor is
 copied from the safetensors file(s) to model.bin in chunks, so memory stays
@@ -40,6 +43,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tokenizer_export as te  # noqa: E402  (beside this file)
+import gguf  # noqa: E402
 
 MAGIC = b"raktnMDL"
 VERSION = 1
@@ -196,8 +200,11 @@ def read_config(hf_dir):
     c["n_kv_heads"] = c["n_heads"] if kv is None else need_int("n_kv_heads", kv)
     c["vocab_size"] = need_int("vocab_size")
     c["max_seq_len"] = need_int("max_seq_len", hf_default("max_position_embeddings", 131072 if mistral else 2048))
-    c["rope_theta"] = need_float("rope_theta", hf_default("rope_theta", 10000.0), 0.0, math.inf)
-    c["rms_norm_eps"] = need_float("rms_norm_eps", hf_default("rms_norm_eps", 1e-6), 0.0, 1.0)
+    theta, eps = hf_default("rope_theta", 10000.0), hf_default("rms_norm_eps", 1e-6)
+    c["rope_theta"] = need_float("rope_theta", theta, 0.0, math.inf)
+    c["rms_norm_eps"] = need_float("rms_norm_eps", eps, 0.0, 1.0)
+    # and exactly, as transformers reads them (float64), for the truth build
+    c["rope_theta64"], c["rms_norm_eps64"] = float(theta), float(eps)
 
     if c["dim"] % c["n_heads"]:
         raise ExportError(f"{path}: hidden_size {c['dim']} is not a multiple of "
@@ -284,6 +291,7 @@ def check_model_header(h, where):
     bos, eos = (v - (1 << 32) if v >= 1 << 31 else v for v in f[10:12])
     theta, eps = struct.unpack_from("<ff", h, 64)
     data_offset, file_size = struct.unpack_from("<QQ", h, 72)
+    theta64, eps64 = struct.unpack_from("<dd", h, 88)
     if heads % kv:
         bad("n_heads is not a multiple of n_kv_heads")
     if hd % 2:
@@ -298,6 +306,8 @@ def check_model_header(h, where):
         bad("rope_theta is not a positive number")
     if not 0 < eps < 1:
         bad("rms_norm_eps is not in (0, 1)")
+    if (theta64 != 0 and as_f32(theta64) != theta) or (eps64 != 0 and as_f32(eps64) != eps):
+        bad("rope_theta or rms_norm_eps as float64 does not round to its float32 value")
     if data_offset != HEADER_SIZE:
         bad("tensor data offset is not 256")
     esize = 4 if f[0] == DTYPE_CODES["f32"] else 2
@@ -506,6 +516,8 @@ def header_bytes(c, dtype, file_size):
         c["bos_id"], c["eos_id"], 1 if c["tied"] else 0,
         c["rope_theta"], c["rms_norm_eps"],
         HEADER_SIZE, file_size)
+    # the same two exactly (float64), for the truth build; 0 = not given
+    h += struct.pack("<dd", c.get("rope_theta64", 0.0), c.get("rms_norm_eps64", 0.0))
     return h + bytes(HEADER_SIZE - len(h))
 
 
@@ -837,11 +849,17 @@ def write_model(out, final, c, plan, found, dtype, header, file_size, progress):
             try:
                 for k, (name, shape) in enumerate(plan):
                     path, src, _, begin, end = found[name]
-                    if path not in handles:
-                        handles[path] = te.open_regular(path)
-                    g = handles[path]
-                    g.seek(begin)
-                    left = end - begin
+                    if isinstance(src, gguf.Tensor):     # dequantized, rows in HF order
+                        for data, n_in in gguf.chunk_source(found[name], c, dtype):
+                            write_all(f, data)
+                            progress.add(n_in)
+                        left = 0
+                    else:
+                        if path not in handles:
+                            handles[path] = te.open_regular(path)
+                        g = handles[path]
+                        g.seek(begin)
+                        left = end - begin
                     while left > 0:
                         raw = g.read(min(CHUNK, left))
                         if not raw:
@@ -879,7 +897,7 @@ def write_model(out, final, c, plan, found, dtype, header, file_size, progress):
         raise ExportError(f"{where}: {e.strerror or e} (while writing tensor '{name}' to "
                           f"its temporary {tmp})") from e
     except ValueError as e:             # te.open_regular: a shard is no longer a regular file
-        raise ExportError(str(e))
+        raise ExportError(str(e))     # (or gguf.GGUFError: a GGUF that changed while read)
     # what raktn's loader checks, on what is now on disk
     if check_model_header(head, tmp) != size:
         raise ExportError(f"{tmp}: the header does not match the file's size")
@@ -889,8 +907,12 @@ def export(args, out, info):
     """Everything is read and checked first; only then are the two
     temporaries written, checked again, and renamed together."""
     hf_dir = args.hf_dir
+    if os.path.isfile(hf_dir) and gguf.is_gguf(hf_dir):
+        return export_gguf(args, out, info)
+    if args.sliding_window is not None:
+        raise ExportError("--sliding-window is for GGUF files; a checkpoint's config.json has its own")
     if not os.path.isdir(hf_dir):
-        raise ExportError(f"{hf_dir}: not a directory")
+        raise ExportError(f"{hf_dir}: not a directory (nor a GGUF file)")
     c = read_config(hf_dir)
     c["hf_dir"] = hf_dir
     plan = tensor_plan(c)
@@ -948,6 +970,62 @@ def export(args, out, info):
     info["notes"] = c["notes"] + info["notes"]
 
 
+def export_gguf(args, out, info):
+    """export() for a GGUF file (export/gguf.py): its metadata, its tensors
+    dequantized exactly as ggml defines them, q/k rows in HF's order, and
+    tokenizer.bin from tokenizer.ggml.*; written as export() writes."""
+    path = args.hf_dir
+    try:
+        c, plan, found, tok = gguf.plan_gguf(path, ExportError)
+        if args.dtype == "bf16":
+            gguf.check_bf16(found, ExportError)
+    except gguf.GGUFError as e:
+        raise ExportError(str(e))
+    if args.sliding_window is None:
+        c["notes"].append(f"export: note: {path}: a GGUF carries no sliding window; exported "
+                          "without one, as llama.cpp runs it (--sliding-window W for Mistral's)")
+    else:
+        if not 0 <= args.sliding_window <= LIMITS["sliding_window"][2]:
+            raise ExportError(f"--sliding-window {args.sliding_window} is outside 0.."
+                              f"{LIMITS['sliding_window'][2]}")
+        c["sliding_window"] = args.sliding_window
+    if gguf.C_DEQUANT is None and any(found[n][1].type in gguf.PER_BLOCK for n, _ in plan):
+        log("export: note: export/gguf_dequant.so is not built (make): dequantizing in Python, "
+            "~0.3 us a weight (a 7B: most of an hour)")
+    esize = 4 if args.dtype == "f32" else 2
+    file_size = HEADER_SIZE + sum(padded(numel(s) * esize) for _, s in plan)
+    header = header_bytes(c, args.dtype, file_size)
+    check_model_header(header, f"{path} (the model.bin made from it)")
+    model_bin, tok_bin = out.path("model.bin"), out.path("tokenizer.bin")
+    out.check_targets([model_bin] + ([tok_bin] if tok else []))
+    if tok is None:
+        info["notes"].append(f"export: warning: {path} has no tokenizer.ggml.* vocabulary; "
+                             "no tokenizer.bin written")
+        if os.path.lexists(tok_bin):
+            check_stale_tokenizer(tok_bin, c, info)
+    out.make_dirs()
+    if tok is not None:
+        write_tokenizer(out, tok_bin, tok[0])
+    total_in = sum(found[n][4] - found[n][3] for n, _ in plan)
+    t0 = time.monotonic()
+    write_model(out, model_bin, c, plan, found, args.dtype, header, file_size,
+                Progress(total_in, args.quiet))
+    out.commit(([tok_bin] if tok else []) + [model_bin])
+    dt = time.monotonic() - t0
+    types = {}
+    for n, _ in plan:
+        t = found[n][1]
+        types[t.type_name] = types.get(t.type_name, 0) + 1
+    info["done"] = [
+        f"export: wrote {model_bin} ({file_size} bytes, {args.dtype}; {c['n_layers']} layers, "
+        f"dim {c['dim']}, vocab {c['vocab_size']}; from GGUF tensors "
+        + ", ".join(f"{k} x{v}" for k, v in sorted(types.items()))
+        + f") in {dt:.1f} s, {total_in / 1e6 / max(dt, 1e-9):.1f} MB/s of input"]
+    if tok is not None:
+        info["done"].append(f"export: wrote {tok_bin} from {tok[1]} ({tok[2]})")
+    info["notes"] = c["notes"] + info["notes"]
+
+
 def check_stale_tokenizer(tok_bin, c, info):
     """A tokenizer.bin from an earlier export stays when the checkpoint has
     none; raktn reads it beside model.bin, so the pair must still load."""
@@ -978,12 +1056,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(
         description="Export a Hugging Face Mistral/Llama checkpoint to raktn's model.bin "
                     "(+ tokenizer.bin).")
-    ap.add_argument("hf_dir", help="checkpoint directory (config.json + *.safetensors)")
+    ap.add_argument("hf_dir", help="checkpoint directory (config.json + *.safetensors), or a "
+                    "GGUF file (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K tensors; export/gguf.py)")
     ap.add_argument("out_dir", help="where model.bin and tokenizer.bin are written")
     ap.add_argument("--dtype", choices=("f32", "bf16"), default="f32",
                     help="weight storage: f32 (default) or bf16 (only from a bf16 "
                          "checkpoint; lossless, half the size)")
     ap.add_argument("--quiet", action="store_true", help="no progress output")
+    ap.add_argument("--sliding-window", type=int, metavar="W",
+                    help="GGUF input only: the model's sliding window (a GGUF does not carry it; "
+                         "Mistral-7B and RakutenAI-7B: 4096); default none")
     args = ap.parse_args(argv)
     sig = Signals()
     sig.install()

@@ -319,6 +319,54 @@ def _pb_fields(buf, path):
             raise ValueError("%s: unsupported protobuf wire type %d" % (path, wt))
 
 
+def spm_vocab(pieces, scores, types, unk_id, path):
+    """A SentencePiece BPE vocabulary (pieces, scores, types: from
+    tokenizer.model, or from a GGUF's tokenizer.ggml.*) checked as raktn
+    needs it: (merges, added tokens), or ValueError naming path."""
+    for i, (piece, typ, score) in enumerate(zip(pieces, types, scores)):
+        if not NORMAL <= typ <= BYTE:
+            raise ValueError("%s: piece #%d has type %d; raktn knows types %d..%d"
+                             % (path, i, typ, NORMAL, BYTE))
+        if typ == BYTE and _byte_piece_value(piece) is None:
+            raise ValueError("%s: piece #%d (%s) has type BYTE but is not spelled <0xXX>"
+                             % (path, i, ascii(piece)[:40]))
+        if not math.isfinite(score):
+            raise ValueError("%s: piece #%d has score %r" % (path, i, score))
+    if USER_DEFINED in types:
+        raise ValueError("%s: user-defined pieces are not supported" % path)
+    _check_pieces(pieces, path)
+    if not -1 <= unk_id < len(pieces):
+        raise ValueError("%s: trainer_spec.unk_id %d is outside the %d pieces"
+                         % (path, unk_id, len(pieces)))
+    piece_id = {}
+    for i, p in enumerate(pieces):
+        if p in piece_id:
+            raise ValueError("%s: piece #%d (%s) duplicates piece #%d"
+                             % (path, i, ascii(p)[:40], piece_id[p]))
+        piece_id[p] = i
+    # Merges: every split (l, r) of a mergeable piece with both halves pieces.
+    # The priority is the score of the result; pieces with equal score share a
+    # rank, so the C encoder breaks the tie by position as sentencepiece does.
+    # Ranks are numbered over the scores that have merges only, so every rank
+    # is below the number of merges (tokenizer.c's rule; same order).
+    order = sorted((i for i, t in enumerate(types) if t in (NORMAL,)),
+                   key=lambda i: -scores[i])
+    rank_of_score = {}
+    merges = []
+    for i in order:
+        p = pieces[i]
+        for k in range(1, len(p)):
+            a, b = piece_id.get(p[:k]), piece_id.get(p[k:])
+            if a is not None and b is not None \
+                    and types[a] != UNUSED and types[b] != UNUSED:
+                rank = rank_of_score.setdefault(scores[i], len(rank_of_score))
+                merges.append((a, b, i, rank))
+    added = [(i, 1) for i, t in enumerate(types) if t == CONTROL]
+    if unk_id >= 0 and types[unk_id] != CONTROL:    # (a GGUF may mark <unk> CONTROL)
+        added.insert(0, (unk_id, 1))
+    return merges, added
+
+
 def _from_sentencepiece_model(path):
     try:
         buf = read_regular(path)
@@ -343,14 +391,6 @@ def _from_sentencepiece_model(path):
                     typ = v2
             if not piece:
                 raise ValueError("%s: piece #%d has no text" % (path, len(pieces)))
-            if not NORMAL <= typ <= BYTE:
-                raise ValueError("%s: piece #%d has type %d; raktn knows types %d..%d"
-                                 % (path, len(pieces), typ, NORMAL, BYTE))
-            if typ == BYTE and _byte_piece_value(piece) is None:
-                raise ValueError("%s: piece #%d (%s) has type BYTE but is not spelled <0xXX>"
-                                 % (path, len(pieces), ascii(piece)[:40]))
-            if not math.isfinite(score):
-                raise ValueError("%s: piece #%d has score %r" % (path, len(pieces), score))
             pieces.append(piece)
             scores.append(score)
             types.append(typ)
@@ -384,43 +424,12 @@ def _from_sentencepiece_model(path):
                          "is not the Llama/Mistral identity form" %
                          (path, normalizer["name"], normalizer["add_dummy_prefix"],
                           normalizer["remove_extra_whitespaces"]))
-    if USER_DEFINED in types:
-        raise ValueError("%s: user-defined pieces are not supported" % path)
-    _check_pieces(pieces, path)
     # LlamaTokenizer names ids 0..2 <unk>, <s>, </s> whatever the model says.
     # unk_id is an int32 field: -1 arrives as a 64-bit varint.
     unk_id = trainer.get(40, 0)
     if unk_id >= 1 << 63:
         unk_id -= 1 << 64
-    if not -1 <= unk_id < len(pieces):
-        raise ValueError("%s: trainer_spec.unk_id %d is outside the %d pieces"
-                         % (path, unk_id, len(pieces)))
-    piece_id = {}
-    for i, p in enumerate(pieces):
-        if p in piece_id:
-            raise ValueError("%s: piece #%d (%s) duplicates piece #%d"
-                             % (path, i, ascii(p)[:40], piece_id[p]))
-        piece_id[p] = i
-    # Merges: every split (l, r) of a mergeable piece with both halves pieces.
-    # The priority is the score of the result; pieces with equal score share a
-    # rank, so the C encoder breaks the tie by position as sentencepiece does.
-    # Ranks are numbered over the scores that have merges only, so every rank
-    # is below the number of merges (tokenizer.c's rule; same order).
-    order = sorted((i for i, t in enumerate(types) if t in (NORMAL,)),
-                   key=lambda i: -scores[i])
-    rank_of_score = {}
-    merges = []
-    for i in order:
-        p = pieces[i]
-        for k in range(1, len(p)):
-            a, b = piece_id.get(p[:k]), piece_id.get(p[k:])
-            if a is not None and b is not None \
-                    and types[a] != UNUSED and types[b] != UNUSED:
-                rank = rank_of_score.setdefault(scores[i], len(rank_of_score))
-                merges.append((a, b, i, rank))
-    added = [(i, 1) for i, t in enumerate(types) if t == CONTROL]
-    if unk_id >= 0:
-        added.insert(0, (unk_id, 1))
+    merges, added = spm_vocab(pieces, scores, types, unk_id, path)
     return pieces, scores, types, merges, added, unk_id
 
 
@@ -442,6 +451,32 @@ def _read_config(hf_dir):
         bos = name(cfg.get("bos_token"), bos)
         eos = name(cfg.get("eos_token"), eos)
     return add_bos, add_eos, bos, eos
+
+
+def tokenizer_bytes(pieces, scores, types, merges, added, unk_id, add_bos, add_eos,
+                    bos_id, eos_id, src):
+    """tokenizer.bin's bytes (layout: notes/format.md), checked as raktn's
+    loader checks them, and a one-line summary."""
+    flags = (FLAG_ADD_BOS if add_bos else 0) | (FLAG_ADD_EOS if add_eos else 0)
+    out = bytearray()
+    out += MAGIC
+    out += struct.pack("<8I", VERSION, len(pieces), len(merges), len(added),
+                       bos_id & 0xFFFFFFFF, eos_id & 0xFFFFFFFF, unk_id & 0xFFFFFFFF, flags)
+    for p, s, t in zip(pieces, scores, types):
+        b = p.encode("utf-8")
+        out += struct.pack("<IfI", len(b), s, t)
+        out += b
+    for a, b, m, r in merges:
+        out += struct.pack("<4I", a, b, m, r)
+    for i, special in added:
+        out += struct.pack("<2I", i, special)
+    data = bytes(out)
+    # The source checks above should leave nothing for this to find; it is
+    # the guarantee that what is written is what raktn loads.
+    check_tokenizer_bin(data, "%s (tokenizer.bin made from it)" % src)
+    summary = ("%d pieces, %d merges, %d added tokens, add_bos=%d add_eos=%d"
+               % (len(pieces), len(merges), len(added), add_bos, add_eos))
+    return data, summary
 
 
 def build_tokenizer(hf_dir):
@@ -470,25 +505,8 @@ def build_tokenizer(hf_dir):
         raise ValueError("%s: add_eos_token is set but EOS %s is not in the vocab"
                          % (src, ascii(eos)[:80]))
 
-    flags = (FLAG_ADD_BOS if add_bos else 0) | (FLAG_ADD_EOS if add_eos else 0)
-    out = bytearray()
-    out += MAGIC
-    out += struct.pack("<8I", VERSION, len(pieces), len(merges), len(added),
-                       bos_id & 0xFFFFFFFF, eos_id & 0xFFFFFFFF, unk_id & 0xFFFFFFFF, flags)
-    for p, s, t in zip(pieces, scores, types):
-        b = p.encode("utf-8")
-        out += struct.pack("<IfI", len(b), s, t)
-        out += b
-    for a, b, m, r in merges:
-        out += struct.pack("<4I", a, b, m, r)
-    for i, special in added:
-        out += struct.pack("<2I", i, special)
-    data = bytes(out)
-    # The source checks above should leave nothing for this to find; it is
-    # the guarantee that what is written is what raktn loads.
-    check_tokenizer_bin(data, "%s (tokenizer.bin made from it)" % src)
-    summary = ("%d pieces, %d merges, %d added tokens, add_bos=%d add_eos=%d"
-               % (len(pieces), len(merges), len(added), add_bos, add_eos))
+    data, summary = tokenizer_bytes(pieces, scores, types, merges, added, unk_id,
+                                    add_bos, add_eos, bos_id, eos_id, src)
     return data, src, summary
 
 
