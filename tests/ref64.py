@@ -4,15 +4,13 @@ written from the model's definition (transformers' modeling_mistral.py),
 independently of raktn.c: the reference that raktn's truth build
 (make truth: every quantity in double) is held to.
 
-    /usr/bin/python3 tests/ref64.py [--f32-eps] HF_DIR "1 2 3 ..." OUT.logits.f64
+    /usr/bin/python3 tests/ref64.py HF_DIR "1 2 3 ..." OUT.logits.f64
 
 Reads config.json and model.safetensors (bf16, fp16 or fp32, one file) of
 a checkpoint, runs the whole sequence at positions 0..n-1 and writes every
 position's logits as raw little-endian float64, [n, vocab]. Every quantity
 is float64: the weights widened exactly, RoPE's inverse frequencies and
-angles, the eps as config.json gives it (--f32-eps: rounded to float32, as
-model.bin stores it, for a model whose first RMSNorm is sensitive to eps).
-Needs numpy (Debian:
+angles, the eps as config.json gives it. Needs numpy (Debian:
 python3-numpy); the suite reads the committed outputs and needs nothing.
 """
 import json
@@ -54,7 +52,7 @@ def rotate_half(x):
     return np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
 
 
-def forward(cfg, W, ids, f32_eps=False, keep=None):
+def forward(cfg, W, ids, keep=None):
     """The logits [n, vocab]; keep (a dict) also gets, per layer, what
     explain shows: "embed", and lists "attn_weights" [H, n, n], "o_proj",
     "down_proj", "layer" (each [n, dim])."""
@@ -62,8 +60,6 @@ def forward(cfg, W, ids, f32_eps=False, keep=None):
     D, H, KV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     hd = D // H
     eps = float(cfg["rms_norm_eps"])
-    if f32_eps:
-        eps = float(np.float32(eps))
     window = cfg.get("sliding_window") or 0
     inv_freq = 1.0 / (float(cfg.get("rope_theta", 10000.0)) ** (np.arange(0, hd, 2, dtype=np.float64) / hd))
     angles = np.outer(np.arange(n, dtype=np.float64), inv_freq)  # [n, hd/2]
@@ -108,14 +104,11 @@ def forward(cfg, W, ids, f32_eps=False, keep=None):
 
 def main():
     args = sys.argv[1:]
-    f32_eps = bool(args) and args[0] == "--f32-eps"
-    if f32_eps:
-        args = args[1:]
     if len(args) != 3:
         raise SystemExit(__doc__)
     hf, ids, out = args[0], [int(t) for t in args[1].split()], args[2]
     cfg = json.load(open(f"{hf}/config.json"))
-    logits = forward(cfg, load_safetensors(f"{hf}/model.safetensors"), np.array(ids), f32_eps)
+    logits = forward(cfg, load_safetensors(f"{hf}/model.safetensors"), np.array(ids))
     logits.astype("<f8").tofile(out)
 
 

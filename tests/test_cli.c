@@ -801,8 +801,18 @@ START_TEST(test_header_fields_change_the_output) {
             uint32_t three[3] = {cases[c].u32, cases[c].u32 / 2, 64 / cases[c].u32};
             write_variant(TMP "/hdr.bin", -1, cases[c].at, three, sizeof three);
         } else if (cases[c].is_float) {
+            /* the float32 (the fp32 builds) and the float64 beside it (the
+             * truth build), which must round to it: bytes 64..103 */
+            unsigned char hdr[40];
+            char *file = tu_read_file(SW8, NULL);
+            ck_assert(file);
+            memcpy(hdr, file + 64, sizeof hdr);
+            free(file);
             f = cases[c].f32;
-            write_variant(TMP "/hdr.bin", -1, cases[c].at, &f, 4);
+            double d64 = f;
+            memcpy(hdr + (cases[c].at - 64), &f, 4);
+            memcpy(hdr + (cases[c].at == 64 ? 88 : 96) - 64, &d64, 8);
+            write_variant(TMP "/hdr.bin", -1, 64, hdr, sizeof hdr);
         } else {
             u = cases[c].u32;
             write_variant(TMP "/hdr.bin", -1, cases[c].at, &u, 4);
@@ -821,6 +831,24 @@ START_TEST(test_header_fields_change_the_output) {
         free(got);
         result_free(&r);
     }
+    /* the exact rope_theta / rms_norm_eps (float64, notes/format.md): one
+     * that does not round to the float32 beside it is refused; 0 (a file
+     * from before they existed) means "the float32's value" */
+    double exact[2][2] = {{10500.0, 0.0}, {2e-5, 0.0}};
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < 2; j++) {
+            write_variant(TMP "/hdr.bin", -1, k ? 96 : 88, &exact[k][j], 8);
+            float *got = sw8_logits(TMP "/hdr.bin", &r);
+            if (j == 0) {
+                ck_assert_msg(r.status == 1 && !got && strstr(r.err, "does not round"), "float64 %s %g: %s",
+                              k ? "eps" : "theta", exact[k][j], r.err);
+            } else {
+                ck_assert_msg(got != NULL, "%s", r.err);
+                ck_assert_msg(memcmp(got, base, 40 * 512 * sizeof(float)) == 0, "float64 field 0: other logits");
+            }
+            free(got);
+            result_free(&r);
+        }
     free(base);
 }
 END_TEST
