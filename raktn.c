@@ -25,8 +25,8 @@
  *                     (-DRAKTN_PLAIN; same results within rounding)
  * Usage: ./raktn MODEL.bin -i "prompt"    (./raktn -h for everything else)
  */
-#ifndef _DEFAULT_SOURCE
-#define _DEFAULT_SOURCE /* glibc, musl: MAP_ANONYMOUS, madvise(MADV_HUGEPAGE) */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* glibc, musl: MAP_ANONYMOUS, madvise(MADV_HUGEPAGE), sched_getaffinity */
 #endif
 #ifndef _DARWIN_C_SOURCE
 #define _DARWIN_C_SOURCE /* macOS: MAP_ANON, madvise */
@@ -616,93 +616,166 @@ static int sample(Sampler *sp, real *logits, int n) {
  * ########################################################################## */
 #ifndef RAKTN_PLAIN
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 /* --------------------------------------------------------------------------
  * Threads: a pool of POSIX threads. parallel_for(n, ...) splits items
- * 0 .. n-1 over the pool's threads (the caller is thread 0) and returns when
- * all are done. STATIC gives thread t the t-th of equal contiguous shares;
- * GUIDED lets each thread claim ceil(remaining / threads) items at a time
- * (at least `grain`), so that a thread that finishes early takes over the
- * rest in shrinking pieces. Idle workers spin briefly (a decode step opens
- * hundreds of loops a token), then sleep on a condition variable.
+ * 0 .. n-1 into blocks and returns when every block is done. STATIC makes
+ * one block per thread (equal contiguous shares); GUIDED makes blocks of
+ * `grain` items and lets each claim take ceil(remaining / threads) of them,
+ * so that a thread that finishes early takes over the rest in shrinking
+ * pieces. Any thread may claim any block (the caller is thread 0): a job
+ * never waits for a thread the system has not scheduled, only for blocks
+ * already claimed. On a machine shared with other work, or with more
+ * threads than CPUs, that is what keeps a descheduled thread from holding
+ * every loop up.
+ *
+ * Idle workers spin for a short while (a decode step opens hundreds of
+ * loops a token, microseconds apart), yielding the CPU to any other thread
+ * that wants it, then sleep. A loop wakes sleeping workers only while fewer
+ * than the CPUs this process may use are awake: threads beyond the CPUs
+ * (-T 64 on 2 CPUs) never spin at once, so more threads than CPUs cost
+ * little (notes/performance.md, "Threads").
  * -------------------------------------------------------------------------- */
 typedef void (*TaskFn)(void *ctx, int begin, int end, int thread);
 enum { STATIC, GUIDED };
 
+/* The claim word: job number, next block, number of blocks. A thread claims
+ * blocks with one compare-and-swap of the whole word, and how many it takes
+ * depends on the word alone, so a thread that read the word of an earlier
+ * job can never claim from a later one by mistake. */
+#define CLAIM_BITS 26
+#define CLAIM_MAX ((1u << CLAIM_BITS) - 1)
+#define CLAIM_WORD(job, next, limit) ((uint64_t)(job) << (2 * CLAIM_BITS) | (uint64_t)(next) << CLAIM_BITS | (limit))
+#define CLAIM_NEXT(w) ((uint32_t)((w) >> CLAIM_BITS) & CLAIM_MAX)
+#define CLAIM_LIMIT(w) ((uint32_t)(w) & CLAIM_MAX)
+#define CLAIM_JOB(w) ((uint32_t)((w) >> (2 * CLAIM_BITS)))
+
 static struct {
     int n_threads; /* the caller included; 0 until pool_start */
-    pthread_mutex_t mu;
-    pthread_cond_t wake, done;
-    atomic_uint generation; /* bumped once per parallel_for */
-    atomic_int next, running;
+    int cpus;      /* CPUs this process may run on: at most this many threads are awake */
+    /* the job: written by the caller before it publishes the claim word, read
+     * by a thread only after it has claimed a block (and so before the job
+     * can end) */
     TaskFn fn;
     void *ctx;
-    int n_items, grain, mode;
-} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+    int n_items, block;
+    _Atomic uint64_t claim;
+    atomic_uint done;   /* blocks of this job finished */
+    atomic_int awake;   /* workers spinning or working (not asleep) */
+    atomic_int caller_waits;
+    int tickets;        /* wake-ups granted and not yet taken (under mu) */
+    pthread_mutex_t mu;
+    pthread_cond_t wake, finished;
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .finished = PTHREAD_COND_INITIALIZER};
 
-#define SPIN_ROUNDS 20000
+/* How long an idle thread spins before it sleeps: about the gap between two
+ * tokens' loops on a small model, far below what a sleep and a wake-up cost
+ * a large one. */
+#define SPIN_NS 200000
+
 static inline void cpu_relax(void) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     __builtin_ia32_pause();
+#elif defined(__GNUC__) && (defined(__aarch64__) || defined(__arm__) && __ARM_ARCH >= 7)
+    __asm__ __volatile__("yield");
 #endif
 }
 
-static void run_share(int thread) {
-    int n = pool.n_items, T = pool.n_threads;
-    if (pool.mode == STATIC) {
-        int begin = (int)((long long)n * thread / T), end = (int)((long long)n * (thread + 1) / T);
-        if (begin < end) pool.fn(pool.ctx, begin, end, thread);
-        return;
-    }
-    for (;;) {
-        int cur = atomic_load(&pool.next);
-        if (cur >= n) return;
-        int size = (n - cur + T - 1) / T;
-        if (size < pool.grain) size = pool.grain;
-        if (size > n - cur) size = n - cur;
-        if (atomic_compare_exchange_weak(&pool.next, &cur, cur + size)) pool.fn(pool.ctx, cur, cur + size, thread);
+static int64_t clock_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Spin until ready(arg) or SPIN_NS have passed; 1 if ready. Every few
+ * rounds the thread offers its CPU to whoever else wants it. */
+static int spin_until(int (*ready)(void *), void *arg) {
+    int64_t start = 0;
+    for (int i = 1;; i++) {
+        if (ready(arg)) return 1;
+        cpu_relax();
+        if (i % 64 == 0) {
+            int64_t t = clock_ns();
+            if (!start) start = t;
+            else if (t - start > SPIN_NS) return 0;
+            sched_yield();
+        }
     }
 }
 
+/* Claim blocks of the job in `w` and run them, until none is left. */
+static void run_blocks(uint64_t w, int thread) {
+    for (;;) {
+        uint32_t next = CLAIM_NEXT(w), limit = CLAIM_LIMIT(w);
+        if (next >= limit) return;
+        uint32_t take = (limit - next + (uint32_t)pool.n_threads - 1) / (uint32_t)pool.n_threads;
+        uint64_t claimed = CLAIM_WORD(CLAIM_JOB(w), next + take, limit);
+        if (!atomic_compare_exchange_weak(&pool.claim, &w, claimed)) continue; /* w is reloaded */
+        int begin = (int)((int64_t)next * pool.block), end = (int)((int64_t)(next + take) * pool.block);
+        if (end > pool.n_items) end = pool.n_items;
+        if (begin < end) pool.fn(pool.ctx, begin, end, thread);
+        if (atomic_fetch_add(&pool.done, take) + take == limit && atomic_load(&pool.caller_waits)) {
+            pthread_mutex_lock(&pool.mu);
+            pthread_cond_signal(&pool.finished);
+            pthread_mutex_unlock(&pool.mu);
+        }
+        w = claimed;
+    }
+}
+
+static int work_waiting(void *unused) {
+    uint64_t w = atomic_load(&pool.claim);
+    return CLAIM_NEXT(w) < CLAIM_LIMIT(w);
+}
+
+/* A worker starts asleep; woken, it works and spins until it has had nothing
+ * to do for SPIN_NS, then sleeps again. */
 static void *pool_worker(void *arg) {
     int thread = (int)(intptr_t)arg;
-    unsigned seen = 0;
     for (;;) {
-        unsigned g;
-        int spins = 0;
-        while ((g = atomic_load(&pool.generation)) == seen) {
-            if (++spins < SPIN_ROUNDS) { cpu_relax(); continue; }
-            pthread_mutex_lock(&pool.mu);
-            while ((g = atomic_load(&pool.generation)) == seen) pthread_cond_wait(&pool.wake, &pool.mu);
-            pthread_mutex_unlock(&pool.mu);
-            break;
-        }
-        seen = g;
-        run_share(thread);
-        if (atomic_fetch_sub(&pool.running, 1) == 1) {
-            pthread_mutex_lock(&pool.mu);
-            pthread_cond_signal(&pool.done);
-            pthread_mutex_unlock(&pool.mu);
-        }
+        pthread_mutex_lock(&pool.mu);
+        while (pool.tickets == 0) pthread_cond_wait(&pool.wake, &pool.mu);
+        pool.tickets--; /* the waker counted this thread awake */
+        pthread_mutex_unlock(&pool.mu);
+        do run_blocks(atomic_load(&pool.claim), thread);
+        while (spin_until(work_waiting, NULL));
+        pthread_mutex_lock(&pool.mu);
+        atomic_fetch_sub(&pool.awake, 1);
+        pthread_mutex_unlock(&pool.mu);
     }
     return NULL;
 }
 
-/* Start n - 1 workers (once); n <= 0: one per online CPU */
+/* The CPUs this process may run on: its affinity mask where the system has
+ * one (Linux and FreeBSD: taskset, cpusets, docker --cpuset-cpus, Slurm
+ * give a process fewer CPUs than the machine has), else the CPUs online. */
+static int available_cpus(void) {
+#if defined(CPU_COUNT) && (defined(__linux__) || defined(__FreeBSD__))
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+#if defined(_SC_NPROCESSORS_ONLN)
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n > 0) return n > 4096 ? 4096 : (int)n;
+#endif
+    return 1;
+}
+
+/* Start n - 1 workers (once); n <= 0: one thread per available CPU */
 static void pool_start(int n) {
     if (pool.n_threads) return;
-    if (n <= 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cpus > 0 ? (cpus > 4096 ? 4096 : (int)cpus) : 1;
-    }
+    pool.cpus = available_cpus();
+    if (n <= 0) n = pool.cpus;
+    pool.n_threads = n;
     for (int t = 1; t < n; t++) {
         pthread_t th;
         int err = pthread_create(&th, NULL, pool_worker, (void *)(intptr_t)t);
         if (err) die("cannot start thread %d of %d (%s): try fewer with -T", t + 1, n, strerror(err));
         pthread_detach(th);
     }
-    pool.n_threads = n;
 }
 
 static int thread_count(void) {
@@ -710,24 +783,43 @@ static int thread_count(void) {
     return pool.n_threads;
 }
 
+static int job_finished(void *limit) { return atomic_load(&pool.done) == *(uint32_t *)limit; }
+
 static void parallel_for(int n_items, int mode, int grain, TaskFn fn, void *ctx) {
     pool_start(0);
     if (pool.n_threads == 1 || n_items <= 1) {
         if (n_items > 0) fn(ctx, 0, n_items, 0);
         return;
     }
-    pool.fn = fn, pool.ctx = ctx, pool.n_items = n_items, pool.mode = mode, pool.grain = grain > 0 ? grain : 1;
-    atomic_store(&pool.next, 0);
-    atomic_store(&pool.running, pool.n_threads - 1);
-    pthread_mutex_lock(&pool.mu);
-    atomic_fetch_add(&pool.generation, 1);
-    pthread_cond_broadcast(&pool.wake);
-    pthread_mutex_unlock(&pool.mu);
-    run_share(0);
-    for (int spins = 0; atomic_load(&pool.running) != 0;) {
-        if (++spins < SPIN_ROUNDS) { cpu_relax(); continue; }
+    int T = pool.n_threads;
+    int block = mode == STATIC ? (n_items + T - 1) / T : grain > 0 ? grain : 1;
+    if ((n_items + (int64_t)block - 1) / block > CLAIM_MAX) block = (int)((n_items + (int64_t)CLAIM_MAX - 1) / CLAIM_MAX);
+    uint32_t limit = (uint32_t)((n_items + (int64_t)block - 1) / block);
+    pool.fn = fn, pool.ctx = ctx, pool.n_items = n_items, pool.block = block;
+    atomic_store(&pool.done, 0);
+    uint64_t w = CLAIM_WORD(CLAIM_JOB(atomic_load(&pool.claim)) + 1, 0, limit);
+    atomic_store(&pool.claim, w); /* published: from here any thread may claim */
+    /* helpers to have awake: one per block beyond the caller's, no more than
+     * the CPUs allow */
+    int want = T - 1;
+    if (want > pool.cpus - 1) want = pool.cpus - 1;
+    if (want > (int)limit - 1) want = (int)limit - 1;
+    if (atomic_load(&pool.awake) < want) {
         pthread_mutex_lock(&pool.mu);
-        while (atomic_load(&pool.running) != 0) pthread_cond_wait(&pool.done, &pool.mu);
+        int sleeping = T - 1 - atomic_load(&pool.awake);
+        for (; atomic_load(&pool.awake) < want && sleeping > 0; sleeping--) {
+            atomic_fetch_add(&pool.awake, 1);
+            pool.tickets++;
+            pthread_cond_signal(&pool.wake);
+        }
+        pthread_mutex_unlock(&pool.mu);
+    }
+    run_blocks(w, 0);
+    if (!spin_until(job_finished, &limit)) {
+        pthread_mutex_lock(&pool.mu);
+        atomic_store(&pool.caller_waits, 1);
+        while (atomic_load(&pool.done) != limit) pthread_cond_wait(&pool.finished, &pool.mu);
+        atomic_store(&pool.caller_waits, 0);
         pthread_mutex_unlock(&pool.mu);
     }
 }
@@ -1684,7 +1776,7 @@ static void usage(FILE *f) {
           "  --hidden F  logits: also write [n_layers+1, n_tokens, dim] hidden states (.npy too)\n"
           "  --dump DIR  logits: every module's output as DIR/<HF module path>.npy\n"
           "  --top K     logits: print the K most likely next tokens at each position\n"
-          "  -T N        threads (default: one per online CPU; the plain build has one)\n"
+          "  -T N        threads (default: one per CPU this process may use; the plain build has one)\n"
           "  -v          verbose: print token ids to stderr\n"
           "  -h          this help\n",
           f);
@@ -2401,7 +2493,7 @@ int main(int argc, char **argv) {
     Options o;
     parse_args(&o, argc, argv);
 #ifndef RAKTN_PLAIN
-    pool_start(o.threads); /* -T, else one thread per online CPU */
+    pool_start(o.threads); /* -T, else one thread per CPU this process may use */
 #endif
     if (!strcmp(o.mode, "tokenize")) { run_tokenize(&o); check_stdout(); return 0; }
     if (!strcmp(o.mode, "detokenize")) { run_detokenize(&o); check_stdout(); return 0; }
