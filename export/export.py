@@ -38,6 +38,11 @@ import struct
 import sys
 import time
 
+try:
+    import fcntl
+except ImportError:     # not a Unix: exports into one folder are not serialised
+    fcntl = None
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tokenizer_export as te  # noqa: E402  (beside this file)
 
@@ -91,10 +96,12 @@ LIMITS = {                      # header field: (config.json key, lowest, highes
 
 def as_f32(v):
     """The float32 that struct (and raktn's header) makes of v; +-inf where v
-    is beyond float32's range (struct refuses those with OverflowError)."""
+    is beyond float32's range (struct refuses those with OverflowError, and
+    an integer too large even for a double, a 401-digit rope_theta, with
+    struct.error)."""
     try:
         return struct.unpack("<f", struct.pack("<f", v))[0]
-    except OverflowError:
+    except (OverflowError, struct.error):
         return math.inf if v > 0 else -math.inf
 
 
@@ -407,7 +414,9 @@ def locate_tensors(hf_dir):
     the shards named by model.safetensors.index.json."""
     index = os.path.join(hf_dir, "model.safetensors.index.json")
     single = os.path.join(hf_dir, "model.safetensors")
-    if os.path.lexists(index):
+    # With both, transformers loads model.safetensors (from_pretrained looks
+    # for it before the index: modeling_utils.py, v4.38.2); so does this.
+    if os.path.lexists(index) and not os.path.lexists(single):
         idx = read_json(index, "index", no_duplicates)
         wmap = idx.get("weight_map") if isinstance(idx, dict) else None
         if not isinstance(wmap, dict) or not all(isinstance(v, str) for v in wmap.values()):
@@ -483,6 +492,26 @@ def convert(raw, src, dst):
         n = len(raw) // 2
         return struct.pack(f"<{n}f", *struct.unpack(f"<{n}e", raw))
     raise ExportError(f"cannot convert {src} to {dst} losslessly")
+
+
+# bytes -> 1 where the byte could be the top of a NaN or Inf (exponent bits
+# all ones: the sign bit aside, 0x7F), and where the next byte down has its
+# top bit set (the exponent's last bit)
+_TOP = bytes(1 if b & 0x7F == 0x7F else 0 for b in range(256))
+_NEXT = bytes(1 if b & 0x80 else 0 for b in range(256))
+
+
+def count_nonfinite(data, esize):
+    """(how many, index of the first) of the NaN or Inf values among the
+    little-endian float32 (esize 4) or bf16 (2) values in data"""
+    top = bytes(data[esize - 1::esize]).translate(_TOP)
+    if b"\x01" not in top:
+        return 0, None
+    both = int.from_bytes(top, "little") & int.from_bytes(bytes(data[esize - 2::esize]).translate(_NEXT),
+                                                          "little")
+    if not both:
+        return 0, None
+    return bin(both).count("1"), ((both & -both).bit_length() - 1) // 8
 
 
 def header_bytes(c, dtype, file_size):
@@ -647,6 +676,27 @@ class Output:
 
     def path(self, name):
         return os.path.join(self.dir, name)
+
+    def lock(self):
+        """Hold OUT_DIR against other exports until this one ends: two
+        exports into one folder could otherwise pair one's model.bin with the
+        other's tokenizer.bin. An advisory lock (flock) on the folder itself,
+        so nothing is added to it; released when the process ends."""
+        if getattr(self, "lock_fd", None) is not None or fcntl is None:
+            return
+        try:
+            fd = os.open(self.dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:
+            return                      # not there (yet): make_dirs comes first
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ExportError(f"{self.dir}: another export is writing into this folder; "
+                              "run this one when it has finished")
+        except OSError:
+            pass                        # no locks on this file system: go on unlocked
+        self.lock_fd = fd
 
     def check_targets(self, finals):
         """Refuse, before anything is written, what the renames would fail
@@ -814,7 +864,7 @@ def write_tokenizer(out, final, data):
                           f"{len(data)} written")
 
 
-def write_model(out, final, c, plan, found, dtype, header, file_size, progress):
+def write_model(out, final, c, plan, found, dtype, header, file_size, progress, nonfinite):
     esize = 4 if dtype == "f32" else 2
     tmp, f = out.create(final)
     name = "(header)"
@@ -830,14 +880,26 @@ def write_model(out, final, c, plan, found, dtype, header, file_size, progress):
                     g = handles[path]
                     g.seek(begin)
                     left = end - begin
+                    bad, first, done = 0, None, 0
                     while left > 0:
                         raw = g.read(min(CHUNK, left))
                         if not raw:
                             raise ExportError(f"{path}: tensor '{name}': file ended early "
                                               "(changed while being read?)")
                         left -= len(raw)
-                        write_all(f, convert(raw, src, dtype))
+                        data = convert(raw, src, dtype)
+                        n_bad, at = count_nonfinite(data, esize)
+                        if n_bad and first is None:
+                            first = done + at
+                        bad += n_bad
+                        done += len(data) // esize
+                        write_all(f, data)
                         progress.add(len(raw))
+                    if bad:
+                        nonfinite.append(f"export: warning: {path}: tensor '{name}' holds {bad} "
+                                         f"NaN or Inf value{'s' if bad > 1 else ''} (the first at "
+                                         f"element {first}); raktn stops with an error when they "
+                                         "reach the logits")
                     pad = padded(numel(shape) * esize) - numel(shape) * esize
                     write_all(f, bytes(pad))
                     if k == 0:
@@ -879,10 +941,16 @@ def export(args, out, info):
     hf_dir = args.hf_dir
     if not os.path.isdir(hf_dir):
         raise ExportError(f"{hf_dir}: not a directory")
+    out.lock()      # OUT_DIR as it is now stays ours (if it exists: else after make_dirs)
     c = read_config(hf_dir)
     c["hf_dir"] = hf_dir
     plan = tensor_plan(c)
     found = locate_tensors(hf_dir)
+    if all(os.path.lexists(os.path.join(hf_dir, n)) for n in ("model.safetensors",
+                                                               "model.safetensors.index.json")):
+        c["notes"].append(f"export: note: {hf_dir} has both model.safetensors and "
+                          "model.safetensors.index.json; model.safetensors was used, as "
+                          "transformers does")
     check_tensors(plan, found, c)
     if args.dtype == "bf16":
         not_bf16 = [n for n, _ in plan if found[n][1] != "BF16"]
@@ -916,14 +984,16 @@ def export(args, out, info):
             check_stale_tokenizer(tok_bin, c, info)
 
     out.make_dirs()
+    out.lock()
     test_point("mkdir")
     if tok is not None:
         write_tokenizer(out, tok_bin, tok[0])
         test_point("tokenizer-tmp")
     total_in = sum(found[n][4] - found[n][3] for n, _ in plan)
     t0 = time.monotonic()
+    nonfinite = []
     write_model(out, model_bin, c, plan, found, args.dtype, header, file_size,
-                Progress(total_in, args.quiet))
+                Progress(total_in, args.quiet), nonfinite)
     test_point("after-model")
     out.commit(([tok_bin] if tok else []) + [model_bin])
     dt = time.monotonic() - t0
@@ -933,7 +1003,7 @@ def export(args, out, info):
         f"{total_in / 1e6 / max(dt, 1e-9):.1f} MB/s of input"]
     if tok is not None:
         info["done"].append(f"export: wrote {tok_bin} from {tok[1]} ({tok[2]})")
-    info["notes"] = c["notes"] + info["notes"]
+    info["notes"] = c["notes"] + info["notes"] + nonfinite
 
 
 def check_stale_tokenizer(tok_bin, c, info):
@@ -973,6 +1043,10 @@ def main(argv=None):
                          "checkpoint; lossless, half the size)")
     ap.add_argument("--quiet", action="store_true", help="no progress output")
     args = ap.parse_args(argv)
+    for what, name in (("HF_DIR", args.hf_dir), ("OUT_DIR", args.out_dir)):
+        if not name:
+            log(f"export: error: {what} is an empty name")
+            return 1
     sig = Signals()
     sig.install()
     out = Output(args.out_dir, sig)
