@@ -37,7 +37,20 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#if defined(__GNUC__)
 #include <tgmath.h> /* <math.h>, and exp(x) typed by its argument */
+#else
+/* <tgmath.h> is built on GCC's and Clang's own extensions (tcc cannot
+ * compile glibc's): the functions used here, typed by their argument the
+ * same way (expf for a float, exp for a double) */
+#include <math.h>
+#define exp(x) _Generic((x), float: expf, default: exp)(x)
+#define log(x) _Generic((x), float: logf, default: log)(x)
+#define sqrt(x) _Generic((x), float: sqrtf, default: sqrt)(x)
+#define cos(x) _Generic((x), float: cosf, default: cos)(x)
+#define sin(x) _Generic((x), float: sinf, default: sin)(x)
+#define pow(x, y) _Generic((x) + (y), float: powf, default: pow)(x, y)
+#endif
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -62,6 +75,7 @@
 #ifndef CHUNK
 #define CHUNK 128
 #endif
+_Static_assert(CHUNK >= 1, "CHUNK: at least one position");
 
 /* s with every control character written as \n, \r, \t or \xNN, into
  * dst (at least 4 * strlen(s) + 1 bytes) */
@@ -269,6 +283,7 @@ static void free_kv_cache(real *p, size_t floats) {
     fast_kv_cache_free(p, floats);
     return;
 #endif
+    (void)floats;
     free(p);
 }
 
@@ -654,6 +669,9 @@ static int sample(Sampler *sp, real *logits, int n) {
  * behind every choice here. Nothing below is compiled with -DRAKTN_PLAIN.
  * ########################################################################## */
 #ifndef RAKTN_PLAIN
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -765,6 +783,7 @@ static void run_blocks(uint64_t w, int thread) {
 }
 
 static int work_waiting(void *unused) {
+    (void)unused;
     uint64_t w = atomic_load(&pool.claim);
     return CLAIM_NEXT(w) < CLAIM_LIMIT(w);
 }
@@ -809,12 +828,22 @@ static void pool_start(int n) {
     pool.cpus = available_cpus();
     if (n <= 0) n = pool.cpus;
     pool.n_threads = n;
+    /* The workers block the signals sent to the process (Ctrl-C, kill, a
+     * closed pipe): those go to the main thread, whose handler cleans up
+     * (Part 4); faults (SIGBUS, SIGSEGV) stay with the thread that made them. */
+    sigset_t all, old;
+    sigfillset(&all);
+    int faults[] = {SIGBUS, SIGSEGV, SIGFPE, SIGILL, SIGABRT};
+    for (int i = 0; i < 5; i++) sigdelset(&all, faults[i]);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     for (int t = 1; t < n; t++) {
         pthread_t th;
         int err = pthread_create(&th, NULL, pool_worker, (void *)(intptr_t)t);
+        if (err) pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (err) die("cannot start thread %d of %d (%s): try fewer with -T", t + 1, n, strerror(err));
         pthread_detach(th);
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 static int thread_count(void) {
@@ -889,7 +918,8 @@ static inline vec16 v_add(vec16 a, vec16 b) { return _mm512_add_ps(a, b); }
 static inline vec16 v_keep(vec16 v) { __asm__("" : "+v"(v)); return v; }
 /* the 16 lanes added as a tree: (8 pairs), (4 pairs), (2), (1) */
 static inline float v_sum(vec16 v) {
-    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); /* AVX-512F alone (no DQ) */
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), hi);
     __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     b = _mm_add_ps(b, _mm_movehl_ps(b, b));
     b = _mm_add_ss(b, _mm_movehdup_ps(b));
@@ -1029,6 +1059,7 @@ static inline float v_sum(vec16 v) { /* the same tree as the AVX-512 version */
 #define TILE_VECS 1
 #endif
 #endif
+_Static_assert(TILE_ROWS >= 1 && TILE_VECS >= 1 && TILE_VECS <= 3, "TILE_VECS: tiles_task runs 1 to 3 vectors");
 #define PANEL (16 * TILE_VECS) /* positions per panel of the input's columns */
 #ifndef GROUP_BYTES
 #define GROUP_BYTES ((size_t)1 << 20) /* weight rows a thread keeps in L2 while the panels go by */
@@ -1077,8 +1108,10 @@ static int cpu_amd = -1;
 static int cpu_is_amd(void) {
     if (cpu_amd < 0) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-        __builtin_cpu_init();
-        cpu_amd = __builtin_cpu_is("amd") ? 1 : 0;
+        /* the vendor string from CPUID leaf 0, "AuthenticAMD" (GCC's
+         * __builtin_cpu_is needs a runtime symbol Apple's clang may not link) */
+        unsigned a, b, c, d;
+        cpu_amd = __get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;
 #else
         cpu_amd = 0;
 #endif
@@ -1094,6 +1127,7 @@ static int cpu_is_amd(void) {
 #define DECODE_ROWS 1
 #endif
 #endif
+_Static_assert(DECODE_ROWS >= 1 && DECODE_ROWS <= 4, "DECODE_ROWS: dot_rows has accumulators for 1 to 4 rows");
 static inline ALWAYS_INLINE void dot_rows(float *out, const void *w, size_t row, const float *x, int n, int dtype,
                                           int R) {
     const float *wf = (const float *)w + row * n;
@@ -1134,6 +1168,7 @@ static float *columns_buf;
 static size_t columns_cap;
 typedef struct { float *xt; const float *x; int batch, bp, n; } ColumnsTask;
 static void columns_task(void *ctx, int begin, int end, int thread) {
+    (void)thread;
     ColumnsTask *t = ctx;
     for (int k0 = begin * 16; k0 < end * 16 && k0 < t->n; k0 += 16) /* 16 columns at a time */
         for (int b = 0; b < t->bp; b++) {
@@ -1169,6 +1204,7 @@ static const float *to_columns(const float *x, int batch, int n) {
 typedef struct { float *out; const float *x, *xt; float *wide; const void *w; int batch, bp, n, d, dtype, R; } MatmulTask;
 
 static void matvec_task(void *ctx, int begin, int end, int thread) {
+    (void)thread;
     MatmulTask *t = ctx;
     for (int i0 = begin * t->R; i0 < end * t->R; i0 += t->R) {
         if (t->R == DECODE_ROWS) {
@@ -1247,6 +1283,7 @@ static int matmul_fast(float *out, const float *x, const void *w, int batch, int
  * so the same bits */
 typedef struct { float *x; size_t n; } SiluTask;
 static void silu_task(void *ctx, int begin, int end, int thread) {
+    (void)thread;
     SiluTask *t = ctx;
     size_t stop = (size_t)end * 1024 < t->n ? (size_t)end * 1024 : t->n;
     for (size_t i = (size_t)begin * 1024; i < stop; i++) t->x[i] = t->x[i] / (1.0f + expf(-t->x[i]));
@@ -1262,6 +1299,7 @@ static int silu_fast(float *x, size_t n) {
  * at a time (a decode step's few thousand stay on one): the same bits */
 typedef struct { float *x; const float *y; size_t n; char op; } ElementTask;
 static void element_task(void *ctx, int begin, int end, int thread) {
+    (void)thread;
     ElementTask *t = ctx;
     size_t stop = (size_t)end * 16384 < t->n ? (size_t)end * 16384 : t->n;
     if (t->op == '*')
@@ -1279,6 +1317,7 @@ static int elementwise_fast(float *x, const float *y, size_t n, char op) {
 /* rmsnorm() (Part 1): its rows on every core, each by rmsnorm_row */
 typedef struct { float *out; const float *x; const void *w; int n, dtype; float eps; } NormTask;
 static void norm_task(void *ctx, int begin, int end, int thread) {
+    (void)thread;
     NormTask *t = ctx;
     for (int r = begin; r < end; r++) rmsnorm_row(t->out + (size_t)r * t->n, t->x + (size_t)r * t->n, t->w, t->n, t->eps, t->dtype);
 }
@@ -2246,27 +2285,31 @@ typedef struct {
     Tensor *t;
     int count, cap, n, n_heads;
     Trace *also; /* NULL, or a trace that sees every output too (--hidden with --dump) */
-    int *slots;  /* the tensors by name: a hash table of index + 1 (0: empty) */
-    size_t n_slots;
 } Dump;
 
-/* The slot of `name` in the table: the one holding it, or the empty one
- * where it goes (FNV-1a hash, then the next slot along) */
+/* The dump's tensors by name (one Dump at a time): a hash table of index + 1
+ * (0: empty), so that a model of thousands of layers is not quadratic */
+static int *dump_slots;
+static size_t dump_n_slots;
+
+/* The slot of `name`: the one holding it, or the empty one where it goes
+ * (FNV-1a hash, then the next slot along) */
 static int *dump_slot(const Dump *d, const char *name) {
     uint64_t h = 14695981039346656037ull;
     for (const char *p = name; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    size_t i = (size_t)h & (d->n_slots - 1);
-    while (d->slots[i] && strcmp(d->t[d->slots[i] - 1].name, name)) i = (i + 1) & (d->n_slots - 1);
-    return &d->slots[i];
+    size_t i = (size_t)h & (dump_n_slots - 1);
+    while (dump_slots[i] && strcmp(d->t[dump_slots[i] - 1].name, name)) i = (i + 1) & (dump_n_slots - 1);
+    return &dump_slots[i];
 }
 
 static Tensor *dump_tensor(Dump *d, const char *name, int ndim, long s0, long s1, long s2) {
-    int *slot = d->n_slots ? dump_slot(d, name) : NULL;
+    if (d->count == 0) free(dump_slots), dump_slots = NULL, dump_n_slots = 0; /* a new dump */
+    int *slot = dump_n_slots ? dump_slot(d, name) : NULL;
     if (slot && *slot) return &d->t[*slot - 1];
-    if (2 * (size_t)(d->count + 1) > d->n_slots) { /* grow the table, and place every name again */
-        free(d->slots);
-        d->n_slots = d->n_slots ? 2 * d->n_slots : 256;
-        d->slots = xcalloc(d->n_slots, sizeof(int));
+    if (2 * (size_t)(d->count + 1) > dump_n_slots) { /* grow the table, and place every name again */
+        free(dump_slots);
+        dump_n_slots = dump_n_slots ? 2 * dump_n_slots : 256;
+        dump_slots = xcalloc(dump_n_slots, sizeof(int));
         for (int i = 0; i < d->count; i++) *dump_slot(d, d->t[i].name) = i + 1;
     }
     *dump_slot(d, name) = d->count + 1;
@@ -2331,7 +2374,8 @@ static void dump_write(Dump *d, const char *dir) {
 static void dump_free(Dump *d) {
     for (int i = 0; i < d->count; i++) free(d->t[i].name), free(d->t[i].data);
     free(d->t);
-    free(d->slots);
+    free(dump_slots);
+    dump_slots = NULL, dump_n_slots = 0;
 }
 
 /* Every name dump_name() makes, with .npy: model.*.npy or lm_head.npy */
@@ -2399,7 +2443,7 @@ static void run_logits(Model *m, RunState *s, const Options *o, Tokenizer *tok) 
     check_fits(n, s);
     if (!o->ids || o->verbose) print_ids("ids: ", ids, n);
     Hidden hs = {{hidden_output, NULL}, NULL, n, c->n_layers, c->dim};
-    Dump dump = {{dump_output, dump_weights}, NULL, 0, 0, n, c->n_heads, o->hidden_path ? &hs.trace : NULL, NULL, 0};
+    Dump dump = {{dump_output, dump_weights}, NULL, 0, 0, n, c->n_heads, o->hidden_path ? &hs.trace : NULL};
     Trace *tr = o->dump_dir ? &dump.trace : o->hidden_path ? &hs.trace : NULL;
     size_t hidden_size = size_mul(size_mul((uint64_t)c->n_layers + 1, (uint64_t)n), (uint64_t)c->dim);
     if (o->hidden_path) hs.h = xcalloc(hidden_size, sizeof(real));
