@@ -698,6 +698,11 @@ class Output:
             pass                        # no locks on this file system: go on unlocked
         self.lock_fd = fd
 
+    def unlock(self):
+        fd, self.lock_fd = getattr(self, "lock_fd", None), None
+        if fd is not None:
+            os.close(fd)
+
     def check_targets(self, finals):
         """Refuse, before anything is written, what the renames would fail
         on or should not replace: OUT_DIR not a folder, a target that is a
@@ -1057,6 +1062,7 @@ def main(argv=None):
             export(args, out, info)
         finally:
             out.abort()         # temporaries and folders that are not needed now
+            out.unlock()
     except Interrupted as e:
         main.signal = e.signum
         if out.committed:
