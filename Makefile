@@ -17,7 +17,8 @@
 # raktn-plain, raktn-truth from another folder, into that folder.
 SRC     := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 ifneq ($(SRC),.)
-VPATH   := $(SRC)
+vpath %.c $(SRC)
+vpath %.h $(SRC)
 endif
 CC      ?= cc
 # -march=native for a native build whose compiler takes it (the vector
