@@ -1110,7 +1110,7 @@ static int cpu_is_amd(void) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
         /* the vendor string from CPUID leaf 0, "AuthenticAMD" (GCC's
          * __builtin_cpu_is needs a runtime symbol Apple's clang may not link) */
-        unsigned a, b, c, d;
+        unsigned a = 0, b = 0, c = 0, d = 0;
         cpu_amd = __get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;
 #else
         cpu_amd = 0;
