@@ -12,16 +12,28 @@
 #                   qemu-user against the fixtures (tests/cross.sh)
 #   make demo       a trained model (stories260K) tells a story and explain
 #                   walks it (demo/explain.html), then the 48k pipeline end to end
+#   make install    copy raktn (and export/) under PREFIX (/usr/local), DESTDIR
+# GNU make. Conventions: CFLAGS (yours come last), CPPFLAGS, LDFLAGS, LDLIBS
+# (added to, -lm -pthread kept); make -f PATH/Makefile builds raktn,
+# raktn-plain, raktn-truth from another folder, into that folder.
+SRC     := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+ifneq ($(SRC),.)
+vpath %.c $(SRC)
+vpath %.h $(SRC)
+endif
 CC      ?= cc
 # -march=native for a native build whose compiler takes it (the vector
 # kernels then use what this CPU has); never for a cross compiler, whose
 # target is not this machine (its -dumpmachine names another architecture).
-HOST_ARCH := $(shell uname -m)
-CC_ARCH := $(shell $(CC) -dumpmachine 2>/dev/null | cut -d- -f1)
+# (uname and the compiler name some machines differently: amd64 is x86_64)
+arch_name = $(patsubst amd64,x86_64,$(patsubst arm64,aarch64,$(1)))
+HOST_ARCH := $(call arch_name,$(shell uname -m))
+CC_ARCH := $(call arch_name,$(shell $(CC) -dumpmachine 2>/dev/null | cut -d- -f1))
 NATIVE  := $(if $(filter $(HOST_ARCH),$(CC_ARCH)),$(shell $(CC) -march=native -x c -c /dev/null -o /dev/null 2>/dev/null && echo -march=native))
 CFLAGS  ?= -O3 $(NATIVE)
-# what the code needs, kept whatever CFLAGS says
-REQ_CFLAGS := -std=c11 -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -D_POSIX_C_SOURCE=200809L
+# what the code needs, kept whatever CFLAGS says (the sources name the
+# system interfaces they use themselves: -D_POSIX_C_SOURCE would hide BSD's)
+REQ_CFLAGS := -std=c11 -Wall -Wextra
 # GCC for aarch64 keeps the prefill tile's 24 accumulators (6 rows x 4
 # registers) in memory unless its scalar replacement may take an aggregate
 # that large: a store and a load per multiply-add (seen in its assembly)
@@ -30,8 +42,8 @@ ifeq ($(shell $(CC) -x c -E -dM /dev/null 2>/dev/null | grep -c __clang__),0)
 REQ_CFLAGS += --param=sra-max-scalarization-size-Ospeed=4096
 endif
 endif
-override CFLAGS := $(REQ_CFLAGS) $(CFLAGS)
-LDLIBS  = -lm -pthread
+override CFLAGS := $(REQ_CFLAGS) $(CPPFLAGS) $(CFLAGS)
+override LDLIBS += -lm -pthread
 PYTHON  ?= python3
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -pthread)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
@@ -41,8 +53,11 @@ PLAIN_CFLAGS := $(CFLAGS) -DRAKTN_PLAIN
 TRUTH_CFLAGS := $(PLAIN_CFLAGS) -DRAKTN_TRUTH
 
 TESTS = tests/test_model tests/test_sample tests/test_tokenizer tests/test_cli tests/test_robust tests/test_model_plain tests/test_truth
+# what tests/test_robust.c runs besides ./raktn: a shim that sends SIGINT
+# between two renames, and raktn built with -ffast-math (its checks must hold)
+ROBUST_AIDS = tests/rename_shim.so tests/raktn-fast-math
 
-.PHONY: all plain truth cross test test-asan demo demo-story demo-48k clean fixtures-data llama-dump
+.PHONY: all plain truth cross test test-asan demo demo-story demo-48k clean fixtures-data llama-dump install uninstall
 all: raktn export/gguf_dequant.so
 
 # GGUF export's dequantization in C (export/gguf.py loads it with ctypes; it
@@ -52,13 +67,25 @@ export/gguf_dequant.so: export/gguf_dequant.c
 	$(CC) -O2 -std=c11 -Wall -Wextra -shared -fPIC -o $@ $< -lm
 
 raktn: raktn.c tokenizer.c tokenizer.h
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ raktn.c tokenizer.c $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) $(LDLIBS)
 
 raktn-plain: raktn.c tokenizer.c tokenizer.h
-	$(CC) $(PLAIN_CFLAGS) $(LDFLAGS) -o $@ raktn.c tokenizer.c $(LDLIBS)
+	$(CC) $(PLAIN_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) $(LDLIBS)
 
 raktn-truth: raktn.c tokenizer.c tokenizer.h
-	$(CC) $(TRUTH_CFLAGS) $(LDFLAGS) -o $@ raktn.c tokenizer.c $(LDLIBS)
+	$(CC) $(TRUTH_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) $(LDLIBS)
+
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share/raktn
+install: raktn
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/export
+	install -m 755 raktn $(DESTDIR)$(BINDIR)/raktn
+	install -m 644 $(SRC)/export/export.py $(SRC)/export/tokenizer_export.py $(DESTDIR)$(DATADIR)/export/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/raktn $(DESTDIR)$(DATADIR)/export/export.py $(DESTDIR)$(DATADIR)/export/tokenizer_export.py
+	-rmdir $(DESTDIR)$(DATADIR)/export $(DESTDIR)$(DATADIR)
 
 truth: raktn-truth
 
@@ -79,12 +106,18 @@ tests/test_model_plain: tests/test_model.c tests/testutil.h raktn.c tokenizer.c 
 tests/test_%: tests/test_%.c tests/testutil.h tests/testrun.h raktn.c tokenizer.c tokenizer.h
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -o $@ $< $(LDLIBS) $(CHECK_LIBS)
 
+tests/rename_shim.so: tests/rename_shim.c
+	$(CC) -shared -fPIC -O1 -o $@ $< -ldl
+
+tests/raktn-fast-math: raktn.c tokenizer.c tokenizer.h
+	$(CC) $(CFLAGS) -ffast-math $(LDFLAGS) -o $@ $(filter %.c,$^) $(LDLIBS)
+
 # Checkpoints the tests run on are generated (deterministically) rather than
 # committed; tests/prepare.sh makes them under tests/work and verifies hashes.
 fixtures-data: raktn
 	PYTHON=$(PYTHON) sh tests/prepare.sh
 
-test: raktn raktn-plain raktn-truth export/gguf_dequant.so $(TESTS) fixtures-data
+test: raktn raktn-plain raktn-truth export/gguf_dequant.so $(TESTS) $(ROBUST_AIDS) fixtures-data
 	@PYTHON=$(PYTHON) sh tests/run.sh $(TESTS)
 
 test-asan:
@@ -153,7 +186,7 @@ llama-dump: tools/llama-dump.c
 	$(CXX) -o $@ tools/llama-dump.o $$LIBS -lm -pthread && rm -f tools/llama-dump.o
 
 clean:
-	rm -f raktn raktn-plain raktn-truth export/gguf_dequant.so $(TESTS)
+	rm -f raktn raktn-plain raktn-truth export/gguf_dequant.so $(TESTS) $(ROBUST_AIDS)
 
 # Fuzzing (libFuzzer, clang) and the fuzz regression run live in fuzz/fuzz.mk.
 -include fuzz/fuzz.mk

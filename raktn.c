@@ -25,8 +25,8 @@
  *                     (-DRAKTN_PLAIN; same results within rounding)
  * Usage: ./raktn MODEL.bin -i "prompt"    (./raktn -h for everything else)
  */
-#ifndef _DEFAULT_SOURCE
-#define _DEFAULT_SOURCE /* glibc, musl: MAP_ANONYMOUS, madvise(MADV_HUGEPAGE) */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* glibc, musl: MAP_ANONYMOUS, madvise(MADV_HUGEPAGE), sched_getaffinity */
 #endif
 #ifndef _DARWIN_C_SOURCE
 #define _DARWIN_C_SOURCE /* macOS: MAP_ANON, madvise */
@@ -37,7 +37,20 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#if defined(__GNUC__)
 #include <tgmath.h> /* <math.h>, and exp(x) typed by its argument */
+#else
+/* <tgmath.h> is built on GCC's and Clang's own extensions (tcc cannot
+ * compile glibc's): the functions used here, typed by their argument the
+ * same way (expf for a float, exp for a double) */
+#include <math.h>
+#define exp(x) _Generic((x), float: expf, default: exp)(x)
+#define log(x) _Generic((x), float: logf, default: log)(x)
+#define sqrt(x) _Generic((x), float: sqrtf, default: sqrt)(x)
+#define cos(x) _Generic((x), float: cosf, default: cos)(x)
+#define sin(x) _Generic((x), float: sinf, default: sin)(x)
+#define pow(x, y) _Generic((x) + (y), float: powf, default: pow)(x, y)
+#endif
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -62,13 +75,45 @@
 #ifndef CHUNK
 #define CHUNK 128
 #endif
+_Static_assert(CHUNK >= 1, "CHUNK: at least one position");
+
+/* s with every control character written as \n, \r, \t or \xNN, into
+ * dst (at least 4 * strlen(s) + 1 bytes) */
+static void escape_into(char *dst, const char *s) {
+    static const char hex[] = "0123456789abcdef";
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch >= 0x20 && ch != 0x7f) { *dst++ = (char)ch; continue; }
+        *dst++ = '\\';
+        if (ch == '\n') *dst++ = 'n';
+        else if (ch == '\r') *dst++ = 'r';
+        else if (ch == '\t') *dst++ = 't';
+        else *dst++ = 'x', *dst++ = hex[ch >> 4], *dst++ = hex[ch & 15];
+    }
+    *dst = 0;
+}
 
 /* Every failure is one line on stderr, "raktn: error: ...", and a non-zero
- * exit: 1 for bad files and data (die), 2 for bad usage (bad_usage). */
+ * exit: 1 for bad files and data (die), 2 for bad usage (bad_usage). A
+ * control character in it (a newline in a file name) is written escaped, so
+ * that it stays one line. */
 static void print_error(const char *fmt, va_list ap) {
+    va_list again;
+    va_copy(again, ap);
+    int len = vsnprintf(NULL, 0, fmt, ap);
+    char *msg = len >= 0 ? malloc((size_t)len + 1) : NULL, *shown = msg ? malloc(4 * (size_t)len + 1) : NULL;
     fputs("raktn: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
+    if (shown) {
+        vsnprintf(msg, (size_t)len + 1, fmt, again);
+        escape_into(shown, msg);
+        fputs(shown, stderr);
+    } else {
+        vfprintf(stderr, fmt, again); /* out of memory: as it is */
+    }
+    va_end(again);
     fputc('\n', stderr);
+    free(msg);
+    free(shown);
 }
 
 static void die(const char *fmt, ...) {
@@ -84,6 +129,14 @@ static size_t size_mul(uint64_t a, uint64_t b) {
     if (a && b > SIZE_MAX / a) die("out of memory (%llu x %llu does not fit in this machine's sizes)",
                                    (unsigned long long)a, (unsigned long long)b);
     return (size_t)(a * b);
+}
+
+/* x is neither NaN nor infinite, read from its bits: -ffast-math lets a
+ * compiler assume isfinite() is always true and drop the check */
+static int is_finite(double x) {
+    uint64_t u;
+    memcpy(&u, &x, sizeof u);
+    return (u >> 52 & 0x7ff) != 0x7ff;
 }
 
 static void *xcalloc(size_t n, size_t size) {
@@ -241,6 +294,7 @@ static void free_kv_cache(real *p, size_t floats) {
     fast_kv_cache_free(p, floats);
     return;
 #endif
+    (void)floats;
     free(p);
 }
 
@@ -632,94 +686,181 @@ static int sample(Sampler *sp, real *logits, int n) {
  * behind every choice here. Nothing below is compiled with -DRAKTN_PLAIN.
  * ########################################################################## */
 #ifndef RAKTN_PLAIN
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 /* --------------------------------------------------------------------------
  * Threads: a pool of POSIX threads. parallel_for(n, ...) splits items
- * 0 .. n-1 over the pool's threads (the caller is thread 0) and returns when
- * all are done. STATIC gives thread t the t-th of equal contiguous shares;
- * GUIDED lets each thread claim ceil(remaining / threads) items at a time
- * (at least `grain`), so that a thread that finishes early takes over the
- * rest in shrinking pieces. Idle workers spin briefly (a decode step opens
- * hundreds of loops a token), then sleep on a condition variable.
+ * 0 .. n-1 into blocks and returns when every block is done. STATIC makes
+ * one block per thread (equal contiguous shares); GUIDED makes blocks of
+ * `grain` items and lets each claim take ceil(remaining / threads) of them,
+ * so that a thread that finishes early takes over the rest in shrinking
+ * pieces. Any thread may claim any block (the caller is thread 0): a job
+ * never waits for a thread the system has not scheduled, only for blocks
+ * already claimed. On a machine shared with other work, or with more
+ * threads than CPUs, that is what keeps a descheduled thread from holding
+ * every loop up.
+ *
+ * Idle workers spin for a short while (a decode step opens hundreds of
+ * loops a token, microseconds apart), yielding the CPU to any other thread
+ * that wants it, then sleep. A loop wakes sleeping workers only while fewer
+ * than the CPUs this process may use are awake: threads beyond the CPUs
+ * (-T 64 on 2 CPUs) never spin at once, so more threads than CPUs cost
+ * little (notes/performance.md, "Threads").
  * -------------------------------------------------------------------------- */
 typedef void (*TaskFn)(void *ctx, int begin, int end, int thread);
 enum { STATIC, GUIDED };
 
+/* The claim word: job number, next block, number of blocks. A thread claims
+ * blocks with one compare-and-swap of the whole word, and how many it takes
+ * depends on the word alone, so a thread that read the word of an earlier
+ * job can never claim from a later one by mistake. */
+#define CLAIM_BITS 26
+#define CLAIM_MAX ((1u << CLAIM_BITS) - 1)
+#define CLAIM_WORD(job, next, limit) ((uint64_t)(job) << (2 * CLAIM_BITS) | (uint64_t)(next) << CLAIM_BITS | (limit))
+#define CLAIM_NEXT(w) ((uint32_t)((w) >> CLAIM_BITS) & CLAIM_MAX)
+#define CLAIM_LIMIT(w) ((uint32_t)(w) & CLAIM_MAX)
+#define CLAIM_JOB(w) ((uint32_t)((w) >> (2 * CLAIM_BITS)))
+
 static struct {
     int n_threads; /* the caller included; 0 until pool_start */
-    pthread_mutex_t mu;
-    pthread_cond_t wake, done;
-    atomic_uint generation; /* bumped once per parallel_for */
-    atomic_int next, running;
+    int cpus;      /* CPUs this process may run on: at most this many threads are awake */
+    /* the job: written by the caller before it publishes the claim word, read
+     * by a thread only after it has claimed a block (and so before the job
+     * can end) */
     TaskFn fn;
     void *ctx;
-    int n_items, grain, mode;
-} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+    int n_items, block;
+    _Atomic uint64_t claim;
+    atomic_uint done;   /* blocks of this job finished */
+    atomic_int awake;   /* workers spinning or working (not asleep) */
+    atomic_int caller_waits;
+    int tickets;        /* wake-ups granted and not yet taken (under mu) */
+    pthread_mutex_t mu;
+    pthread_cond_t wake, finished;
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .finished = PTHREAD_COND_INITIALIZER};
 
-#define SPIN_ROUNDS 20000
+/* How long an idle thread spins before it sleeps: about the gap between two
+ * tokens' loops on a small model, far below what a sleep and a wake-up cost
+ * a large one. */
+#define SPIN_NS 200000
+
 static inline void cpu_relax(void) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     __builtin_ia32_pause();
+#elif defined(__GNUC__) && (defined(__aarch64__) || defined(__arm__) && __ARM_ARCH >= 7)
+    __asm__ __volatile__("yield");
 #endif
 }
 
-static void run_share(int thread) {
-    int n = pool.n_items, T = pool.n_threads;
-    if (pool.mode == STATIC) {
-        int begin = (int)((long long)n * thread / T), end = (int)((long long)n * (thread + 1) / T);
-        if (begin < end) pool.fn(pool.ctx, begin, end, thread);
-        return;
-    }
-    for (;;) {
-        int cur = atomic_load(&pool.next);
-        if (cur >= n) return;
-        int size = (n - cur + T - 1) / T;
-        if (size < pool.grain) size = pool.grain;
-        if (size > n - cur) size = n - cur;
-        if (atomic_compare_exchange_weak(&pool.next, &cur, cur + size)) pool.fn(pool.ctx, cur, cur + size, thread);
+static int64_t clock_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Spin until ready(arg) or SPIN_NS have passed; 1 if ready. Every few
+ * rounds the thread offers its CPU to whoever else wants it. */
+static int spin_until(int (*ready)(void *), void *arg) {
+    int64_t start = 0;
+    for (int i = 1;; i++) {
+        if (ready(arg)) return 1;
+        cpu_relax();
+        if (i % 64 == 0) {
+            int64_t t = clock_ns();
+            if (!start) start = t;
+            else if (t - start > SPIN_NS) return 0;
+            sched_yield();
+        }
     }
 }
 
+/* Claim blocks of the job in `w` and run them, until none is left. */
+static void run_blocks(uint64_t w, int thread) {
+    for (;;) {
+        uint32_t next = CLAIM_NEXT(w), limit = CLAIM_LIMIT(w);
+        if (next >= limit) return;
+        uint32_t take = (limit - next + (uint32_t)pool.n_threads - 1) / (uint32_t)pool.n_threads;
+        uint64_t claimed = CLAIM_WORD(CLAIM_JOB(w), next + take, limit);
+        if (!atomic_compare_exchange_weak(&pool.claim, &w, claimed)) continue; /* w is reloaded */
+        int begin = (int)((int64_t)next * pool.block), end = (int)((int64_t)(next + take) * pool.block);
+        if (end > pool.n_items) end = pool.n_items;
+        if (begin < end) pool.fn(pool.ctx, begin, end, thread);
+        if (atomic_fetch_add(&pool.done, take) + take == limit && atomic_load(&pool.caller_waits)) {
+            pthread_mutex_lock(&pool.mu);
+            pthread_cond_signal(&pool.finished);
+            pthread_mutex_unlock(&pool.mu);
+        }
+        w = claimed;
+    }
+}
+
+static int work_waiting(void *unused) {
+    (void)unused;
+    uint64_t w = atomic_load(&pool.claim);
+    return CLAIM_NEXT(w) < CLAIM_LIMIT(w);
+}
+
+/* A worker starts asleep; woken, it works and spins until it has had nothing
+ * to do for SPIN_NS, then sleeps again. */
 static void *pool_worker(void *arg) {
     int thread = (int)(intptr_t)arg;
-    unsigned seen = 0;
     for (;;) {
-        unsigned g;
-        int spins = 0;
-        while ((g = atomic_load(&pool.generation)) == seen) {
-            if (++spins < SPIN_ROUNDS) { cpu_relax(); continue; }
-            pthread_mutex_lock(&pool.mu);
-            while ((g = atomic_load(&pool.generation)) == seen) pthread_cond_wait(&pool.wake, &pool.mu);
-            pthread_mutex_unlock(&pool.mu);
-            break;
-        }
-        seen = g;
-        run_share(thread);
-        if (atomic_fetch_sub(&pool.running, 1) == 1) {
-            pthread_mutex_lock(&pool.mu);
-            pthread_cond_signal(&pool.done);
-            pthread_mutex_unlock(&pool.mu);
-        }
+        pthread_mutex_lock(&pool.mu);
+        while (pool.tickets == 0) pthread_cond_wait(&pool.wake, &pool.mu);
+        pool.tickets--; /* the waker counted this thread awake */
+        pthread_mutex_unlock(&pool.mu);
+        do run_blocks(atomic_load(&pool.claim), thread);
+        while (spin_until(work_waiting, NULL));
+        pthread_mutex_lock(&pool.mu);
+        atomic_fetch_sub(&pool.awake, 1);
+        pthread_mutex_unlock(&pool.mu);
     }
     return NULL;
 }
 
-/* Start n - 1 workers (once); n <= 0: one per online CPU */
+/* The CPUs this process may run on: its affinity mask where the system has
+ * one (Linux and FreeBSD: taskset, cpusets, docker --cpuset-cpus, Slurm
+ * give a process fewer CPUs than the machine has), else the CPUs online. */
+static int available_cpus(void) {
+#if defined(CPU_COUNT) && (defined(__linux__) || defined(__FreeBSD__))
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+#if defined(_SC_NPROCESSORS_ONLN)
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n > 0) return n > 4096 ? 4096 : (int)n;
+#endif
+    return 1;
+}
+
+/* Start n - 1 workers (once); n <= 0: one thread per available CPU */
 static void pool_start(int n) {
     if (pool.n_threads) return;
-    if (n <= 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cpus > 0 ? (cpus > 4096 ? 4096 : (int)cpus) : 1;
-    }
+    pool.cpus = available_cpus();
+    if (n <= 0) n = pool.cpus;
+    pool.n_threads = n;
+    /* The workers block the signals sent to the process (Ctrl-C, kill, a
+     * closed pipe): those go to the main thread, whose handler cleans up
+     * (Part 4); faults (SIGBUS, SIGSEGV) stay with the thread that made them. */
+    sigset_t all, old;
+    sigfillset(&all);
+    int faults[] = {SIGBUS, SIGSEGV, SIGFPE, SIGILL, SIGABRT};
+    for (int i = 0; i < 5; i++) sigdelset(&all, faults[i]);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     for (int t = 1; t < n; t++) {
         pthread_t th;
         int err = pthread_create(&th, NULL, pool_worker, (void *)(intptr_t)t);
+        if (err) pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (err) die("cannot start thread %d of %d (%s): try fewer with -T", t + 1, n, strerror(err));
         pthread_detach(th);
     }
-    pool.n_threads = n;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 static int thread_count(void) {
@@ -727,24 +868,43 @@ static int thread_count(void) {
     return pool.n_threads;
 }
 
+static int job_finished(void *limit) { return atomic_load(&pool.done) == *(uint32_t *)limit; }
+
 static void parallel_for(int n_items, int mode, int grain, TaskFn fn, void *ctx) {
     pool_start(0);
     if (pool.n_threads == 1 || n_items <= 1) {
         if (n_items > 0) fn(ctx, 0, n_items, 0);
         return;
     }
-    pool.fn = fn, pool.ctx = ctx, pool.n_items = n_items, pool.mode = mode, pool.grain = grain > 0 ? grain : 1;
-    atomic_store(&pool.next, 0);
-    atomic_store(&pool.running, pool.n_threads - 1);
-    pthread_mutex_lock(&pool.mu);
-    atomic_fetch_add(&pool.generation, 1);
-    pthread_cond_broadcast(&pool.wake);
-    pthread_mutex_unlock(&pool.mu);
-    run_share(0);
-    for (int spins = 0; atomic_load(&pool.running) != 0;) {
-        if (++spins < SPIN_ROUNDS) { cpu_relax(); continue; }
+    int T = pool.n_threads;
+    int block = mode == STATIC ? (n_items + T - 1) / T : grain > 0 ? grain : 1;
+    if ((n_items + (int64_t)block - 1) / block > CLAIM_MAX) block = (int)((n_items + (int64_t)CLAIM_MAX - 1) / CLAIM_MAX);
+    uint32_t limit = (uint32_t)((n_items + (int64_t)block - 1) / block);
+    pool.fn = fn, pool.ctx = ctx, pool.n_items = n_items, pool.block = block;
+    atomic_store(&pool.done, 0);
+    uint64_t w = CLAIM_WORD(CLAIM_JOB(atomic_load(&pool.claim)) + 1, 0, limit);
+    atomic_store(&pool.claim, w); /* published: from here any thread may claim */
+    /* helpers to have awake: one per block beyond the caller's, no more than
+     * the CPUs allow */
+    int want = T - 1;
+    if (want > pool.cpus - 1) want = pool.cpus - 1;
+    if (want > (int)limit - 1) want = (int)limit - 1;
+    if (atomic_load(&pool.awake) < want) {
         pthread_mutex_lock(&pool.mu);
-        while (atomic_load(&pool.running) != 0) pthread_cond_wait(&pool.done, &pool.mu);
+        int sleeping = T - 1 - atomic_load(&pool.awake);
+        for (; atomic_load(&pool.awake) < want && sleeping > 0; sleeping--) {
+            atomic_fetch_add(&pool.awake, 1);
+            pool.tickets++;
+            pthread_cond_signal(&pool.wake);
+        }
+        pthread_mutex_unlock(&pool.mu);
+    }
+    run_blocks(w, 0);
+    if (!spin_until(job_finished, &limit)) {
+        pthread_mutex_lock(&pool.mu);
+        atomic_store(&pool.caller_waits, 1);
+        while (atomic_load(&pool.done) != limit) pthread_cond_wait(&pool.finished, &pool.mu);
+        atomic_store(&pool.caller_waits, 0);
         pthread_mutex_unlock(&pool.mu);
     }
 }
@@ -775,7 +935,8 @@ static inline vec16 v_add(vec16 a, vec16 b) { return _mm512_add_ps(a, b); }
 static inline vec16 v_keep(vec16 v) { __asm__("" : "+v"(v)); return v; }
 /* the 16 lanes added as a tree: (8 pairs), (4 pairs), (2), (1) */
 static inline float v_sum(vec16 v) {
-    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); /* AVX-512F alone (no DQ) */
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), hi);
     __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     b = _mm_add_ps(b, _mm_movehl_ps(b, b));
     b = _mm_add_ss(b, _mm_movehdup_ps(b));
@@ -915,6 +1076,7 @@ static inline float v_sum(vec16 v) { /* the same tree as the AVX-512 version */
 #define TILE_VECS 1
 #endif
 #endif
+_Static_assert(TILE_ROWS >= 1 && TILE_VECS >= 1 && TILE_VECS <= 3, "TILE_VECS: tiles_task runs 1 to 3 vectors");
 #define PANEL (16 * TILE_VECS) /* positions per panel of the input's columns */
 #ifndef GROUP_BYTES
 #define GROUP_BYTES ((size_t)1 << 20) /* weight rows a thread keeps in L2 while the panels go by */
@@ -963,8 +1125,10 @@ static int cpu_amd = -1;
 static int cpu_is_amd(void) {
     if (cpu_amd < 0) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-        __builtin_cpu_init();
-        cpu_amd = __builtin_cpu_is("amd") ? 1 : 0;
+        /* the vendor string from CPUID leaf 0, "AuthenticAMD" (GCC's
+         * __builtin_cpu_is needs a runtime symbol Apple's clang may not link) */
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        cpu_amd = __get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;
 #else
         cpu_amd = 0;
 #endif
@@ -980,6 +1144,7 @@ static int cpu_is_amd(void) {
 #define DECODE_ROWS 1
 #endif
 #endif
+_Static_assert(DECODE_ROWS >= 1 && DECODE_ROWS <= 4, "DECODE_ROWS: dot_rows has accumulators for 1 to 4 rows");
 static inline ALWAYS_INLINE void dot_rows(float *out, const void *w, size_t row, const float *x, int n, int dtype,
                                           int R) {
     const float *wf = (const float *)w + row * n;
@@ -1020,6 +1185,7 @@ static float *columns_buf;
 static size_t columns_cap;
 typedef struct { float *xt; const float *x; int batch, bp, n; } ColumnsTask;
 static void columns_task(void *ctx, int begin, int end, int thread) {
+    (void)thread;
     ColumnsTask *t = ctx;
     for (int k0 = begin * 16; k0 < end * 16 && k0 < t->n; k0 += 16) /* 16 columns at a time */
         for (int b = 0; b < t->bp; b++) {
@@ -1055,6 +1221,7 @@ static const float *to_columns(const float *x, int batch, int n) {
 typedef struct { float *out; const float *x, *xt; float *wide; const void *w; int batch, bp, n, d, dtype, R; } MatmulTask;
 
 static void matvec_task(void *ctx, int begin, int end, int thread) {
+    (void)thread;
     MatmulTask *t = ctx;
     for (int i0 = begin * t->R; i0 < end * t->R; i0 += t->R) {
         if (t->R == DECODE_ROWS) {
@@ -1133,6 +1300,7 @@ static int matmul_fast(float *out, const float *x, const void *w, int batch, int
  * so the same bits */
 typedef struct { float *x; size_t n; } SiluTask;
 static void silu_task(void *ctx, int begin, int end, int thread) {
+    (void)thread;
     SiluTask *t = ctx;
     size_t stop = (size_t)end * 1024 < t->n ? (size_t)end * 1024 : t->n;
     for (size_t i = (size_t)begin * 1024; i < stop; i++) t->x[i] = t->x[i] / (1.0f + expf(-t->x[i]));
@@ -1148,6 +1316,7 @@ static int silu_fast(float *x, size_t n) {
  * at a time (a decode step's few thousand stay on one): the same bits */
 typedef struct { float *x; const float *y; size_t n; char op; } ElementTask;
 static void element_task(void *ctx, int begin, int end, int thread) {
+    (void)thread;
     ElementTask *t = ctx;
     size_t stop = (size_t)end * 16384 < t->n ? (size_t)end * 16384 : t->n;
     if (t->op == '*')
@@ -1165,6 +1334,7 @@ static int elementwise_fast(float *x, const float *y, size_t n, char op) {
 /* rmsnorm() (Part 1): its rows on every core, each by rmsnorm_row */
 typedef struct { float *out; const float *x; const void *w; int n, dtype; float eps; } NormTask;
 static void norm_task(void *ctx, int begin, int end, int thread) {
+    (void)thread;
     NormTask *t = ctx;
     for (int r = begin; r < end; r++) rmsnorm_row(t->out + (size_t)r * t->n, t->x + (size_t)r * t->n, t->w, t->n, t->eps, t->dtype);
 }
@@ -1581,8 +1751,8 @@ static const char *parse_header(const unsigned char *h, Config *c, uint64_t *dat
     if (c->bos_id < -1 || c->bos_id >= c->vocab_size) return "bos_id is outside the vocabulary";
     if (c->eos_id < -1 || c->eos_id >= c->vocab_size) return "eos_id is outside the vocabulary";
     if (c->tied != 0 && c->tied != 1) return "tied flag is neither 0 nor 1";
-    if (!(theta32 > 0 && isfinite(theta32) && isfinite(c->rope_theta))) return "rope_theta is not a positive number";
-    if (!(eps32 > 0 && eps32 < 1 && c->rms_norm_eps > 0)) return "rms_norm_eps is not in (0, 1)";
+    if (!is_finite(theta32) || !(theta32 > 0) || !is_finite(c->rope_theta)) return "rope_theta is not a positive number";
+    if (!is_finite(eps32) || !(eps32 > 0 && eps32 < 1) || !(c->rms_norm_eps > 0)) return "rms_norm_eps is not in (0, 1)";
     if (*data_offset != HEADER_SIZE) return "tensor data offset is not 256";
     return NULL;
 }
@@ -1804,8 +1974,23 @@ typedef struct {
     int steps, ctx, top_k, threads, pos;
     float temperature, top_p;
     unsigned long long seed;
+    int seed_given; /* -s: else the seed comes from the clock */
     int verbose;
 } Options;
+
+/* The modes, and the options each one reads. An option given to a mode that
+ * does not read it is refused (it would do nothing); -T and -v go with
+ * every mode. A new mode is one more row (and its branch in main). */
+static const struct { const char *mode, *options; } MODES[] = {
+    {"generate", "-i -f --ids -z -n -t -p -s -c"},
+    {"chat", "-z -n -t -p -s -c -y"},
+    {"logits", "-i -f --ids -z -c -o --hidden --dump --top --round --kv"},
+    {"explain", "-i -f --ids -z -c --top --pos --json --html --round --kv"},
+    {"ppl", "-i -f --ids -z -c"},
+    {"tokenize", "-i -f -z"},
+    {"detokenize", "--ids -z"},
+};
+#define N_MODES ((int)(sizeof MODES / sizeof MODES[0]))
 
 static void usage(FILE *f) {
     fputs("usage: raktn MODEL.bin [options]            (tokenize/detokenize need no MODEL.bin)\n"
@@ -1817,7 +2002,7 @@ static void usage(FILE *f) {
           "  -n N        generate at most N new tokens (default 256)\n"
           "  -t T        temperature, 0 = greedy (default 0.8)\n"
           "  -p P        top-p / nucleus mass in (0,1] (default 0.9)\n"
-          "  -s SEED     random seed (default: from the clock)\n"
+          "  -s SEED     random seed (default: from the clock; -v prints it)\n"
           "  -c N        context length in positions (default: the model's maximum)\n"
           "  -y TEXT     chat: replace the system sentence of the template\n"
           "  -o FILE     logits: write [n_tokens, vocab] float32 to FILE (.npy: NumPy format;\n"
@@ -1830,15 +2015,17 @@ static void usage(FILE *f) {
           "              'all': every position)\n"
           "  --json FILE explain: everything, for every position, as JSON (notes/explain.md)\n"
           "  --html FILE explain: a self-contained page showing it\n"
-          "  -T N        threads (default: one per online CPU; the plain build has one)\n"
+          "  -T N        threads (default: one per CPU this process may use; the plain build has one)\n"
 #ifdef RAKTN_TRUTH
           "  --round R   truth build: round every matmul's input as a peer does: bf16, f16,\n"
           "              q8_0 or q8_k (llama.cpp's BF16, F16, Q8_0/Q4_0, K-quant weights)\n"
           "  --kv f16    truth build: an f16 KV cache as llama.cpp's (q, k, v, weights)\n"
 #endif
-          "  -v          verbose: print token ids to stderr\n"
-          "  -h          this help\n",
+          "  -v          verbose: print token ids (and the seed) to stderr\n"
+          "  -h          this help\n"
+          "Each mode reads only its own options:\n",
           f);
+    for (int m = 0; m < N_MODES; m++) fprintf(f, "  %-11s %s -T -v\n", MODES[m].mode, MODES[m].options);
 }
 
 static void bad_usage(const char *fmt, ...) {
@@ -1863,7 +2050,7 @@ static float parse_float(const char *s, const char *flag, float lo, float hi) {
     char *end;
     errno = 0;
     double v = strtod(s, &end); /* double: 1e-45 is a number even if float can barely hold it */
-    if (end == s || *end || !isfinite(v)) bad_usage("%s wants a number, got '%s'", flag, s);
+    if (end == s || *end || !is_finite(v)) bad_usage("%s wants a number, got '%s'", flag, s);
     if (v < lo || v > hi) bad_usage("%s must be in %g..%g, got %s", flag, lo, hi, s);
     return (float)v;
 }
@@ -1902,16 +2089,25 @@ static int *parse_ids(const char *s, int vocab, int *n_out) {
 /* --------------------------------------------------------------------------
  * Output files, all or nothing. Every file a run writes (-o, --hidden, the
  * files of --dump) goes to a temporary beside it (PATH.raktn-XXXXXX) and is
- * renamed into place only when every one is complete (commit_outputs). An
- * error (die, through atexit) or SIGINT, SIGTERM, SIGHUP before that removes
- * the temporaries, and a --dump folder raktn created: a failed run leaves
- * no half-written file and no file the user had is touched. An existing
- * path that is not a regular file (a device, a FIFO) is written in place.
+ * renamed into place only when the whole run has succeeded, standard output
+ * included (commit_outputs, the last thing main does). Before that an error
+ * (die, through atexit) or a signal (INT, TERM, HUP, QUIT, PIPE) removes the
+ * temporaries and a --dump folder raktn created; during the renames those
+ * signals are held, so a run leaves all the old files or all the new ones.
+ * SIGXFSZ is ignored: a file-size limit is a write error, like a full disk.
+ * A replaced file keeps its permission bits, and one the user could not
+ * write to is refused (as the shell's > refuses it). An existing path that
+ * is not a regular file (a device, a FIFO) is written in place, never
+ * replaced. Every path is checked before the model computes anything
+ * (check_out_paths).
  * -------------------------------------------------------------------------- */
-#define MAX_OUTPUTS 8192
-static char *pending_tmp[MAX_OUTPUTS], *pending_path[MAX_OUTPUTS];
+static char **pending_tmp, **pending_path;
 static volatile sig_atomic_t n_pending;
+static int pending_cap;
 static char *made_dir; /* a --dump folder this run created, removed on failure */
+
+static const int caught_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE};
+#define N_CAUGHT ((int)(sizeof caught_signals / sizeof caught_signals[0]))
 
 static void remove_temporaries(void) { /* async-signal-safe: unlink, rmdir */
     for (int i = 0; i < n_pending; i++)
@@ -1925,72 +2121,155 @@ static void on_signal(int sig) {
     raise(sig);
 }
 
-static void catch_signals(void) {
-    static int done;
-    if (done) return;
-    done = 1;
-    atexit(remove_temporaries);
-    int sigs[] = {SIGINT, SIGTERM, SIGHUP};
-    for (int i = 0; i < 3; i++) {
-        struct sigaction sa = {0};
-        sa.sa_handler = on_signal;
-        sigemptyset(&sa.sa_mask);
-        sigaction(sigs[i], &sa, NULL);
-    }
+/* Hold (block) or release the caught signals: nothing in between sees a
+ * half-updated record of the temporaries */
+static void hold_signals(int hold, sigset_t *old) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int i = 0; i < N_CAUGHT; i++) sigaddset(&set, caught_signals[i]);
+    if (hold) sigprocmask(SIG_BLOCK, &set, old);
+    else sigprocmask(SIG_SETMASK, old, NULL);
 }
 
-/* The files this run reads (model.bin, tokenizer.bin): no output may be one */
-static struct stat inputs[2];
+/* At startup. A signal ignored when raktn starts (nohup's SIGHUP) stays
+ * ignored. (The pool's threads block these signals: only this thread runs
+ * the handler.) */
+static void catch_signals(void) {
+    atexit(remove_temporaries);
+    for (int i = 0; i < N_CAUGHT; i++) {
+        struct sigaction sa = {0}, old;
+        if (sigaction(caught_signals[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(caught_signals[i], &sa, NULL);
+    }
+#ifdef SIGXFSZ
+    signal(SIGXFSZ, SIG_IGN);
+#endif
+}
+
+static void add_pending(char *tmp, const char *path) {
+    sigset_t old;
+    hold_signals(1, &old);
+    if (n_pending == pending_cap) {
+        int cap = pending_cap ? 2 * pending_cap : 16;
+        char **t = realloc(pending_tmp, (size_t)cap * sizeof *t), **p = t ? realloc(pending_path, (size_t)cap * sizeof *p) : NULL;
+        if (t) pending_tmp = t;
+        if (!p) die("out of memory");
+        pending_path = p, pending_cap = cap;
+    }
+    pending_tmp[n_pending] = tmp;
+    pending_path[n_pending] = (char *)path;
+    n_pending++;
+    hold_signals(0, &old);
+}
+
+/* A file path as the file system sees it: the folder it is in and its name
+ * there, and the file itself if it exists. Two paths name one file when both
+ * exist and are one file, or when they are one name in one folder
+ * ("x.npy", "./x.npy", "sub/x.npy" with sub -> .). */
+typedef struct {
+    struct stat st, dir;
+    int exists;
+    const char *name; /* after the last '/' */
+} PathId;
+
+/* 0 (errno set) when the folder the path is in is not there */
+static int path_id(const char *path, PathId *id) {
+    const char *slash = strrchr(path, '/');
+    id->name = slash ? slash + 1 : path;
+    size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0;
+    char *dir = xcalloc(dir_len + 2, 1);
+    if (dir_len) memcpy(dir, path, dir_len);
+    else dir[0] = '.';
+    int ok = stat(dir, &id->dir) == 0;
+    if (ok && !S_ISDIR(id->dir.st_mode)) ok = 0, errno = ENOTDIR;
+    free(dir);
+    id->exists = stat(path, &id->st) == 0;
+    return ok;
+}
+
+static int same_file(const PathId *a, const PathId *b) {
+    if (a->exists && b->exists && a->st.st_dev == b->st.st_dev && a->st.st_ino == b->st.st_ino) return 1;
+    return a->dir.st_dev == b->dir.st_dev && a->dir.st_ino == b->dir.st_ino && !strcmp(a->name, b->name);
+}
+
+/* The files this run reads (model.bin, tokenizer.bin, the prompt): no output
+ * may be one of them */
+static PathId inputs[3];
+static const char *input_paths[3];
 static int n_inputs;
 static void note_input(const char *path) {
-    if (n_inputs < 2 && stat(path, &inputs[n_inputs]) == 0) n_inputs++;
+    if (n_inputs < 3 && path_id(path, &inputs[n_inputs])) input_paths[n_inputs++] = path;
 }
+
+/* The outputs named on the command line (-o, --hidden), once opened */
+static PathId named[2];
+static int n_named;
 
 typedef struct { FILE *f; const char *path; const char *tmp; } OutFile;
 
-static void check_output(const char *path) {
-    struct stat st;
-    if (stat(path, &st) != 0) return;
+/* Refuse an output that is an input or an output already opened */
+static void check_output(const char *path, const PathId *id) {
     for (int i = 0; i < n_inputs; i++)
-        if (st.st_dev == inputs[i].st_dev && st.st_ino == inputs[i].st_ino)
-            bad_usage("%s is a file this run reads: it will not be overwritten", path);
+        if (same_file(id, &inputs[i])) bad_usage("%s is a file this run reads: it will not be overwritten", path);
+    for (int i = 0; i < n_named; i++)
+        if (same_file(id, &named[i])) bad_usage("%s is named twice as an output", path);
 }
 
-static void out_open(OutFile *o, const char *path) {
-    if (n_pending >= MAX_OUTPUTS) die("too many output files");
-    catch_signals();
-    check_output(path);
-    struct stat st;
-    int exists = stat(path, &st) == 0;
-    for (int i = 0; exists && i < n_pending; i++) {
-        struct stat other;
-        if (stat(pending_path[i], &other) == 0 && other.st_dev == st.st_dev && other.st_ino == st.st_ino)
-            bad_usage("%s is named twice as an output", path);
+/* PATH.raktn-XXXXXX, with PATH's own name cut short where the file system's
+ * limit on a name (usually 255 bytes) has no room for the 13 added bytes */
+static char *temporary_name(const char *path, const PathId *id) {
+    size_t dir_len = (size_t)(id->name - path), keep = strlen(id->name);
+    long name_max = 255;
+#ifdef _PC_NAME_MAX
+    char *dir = xcalloc(dir_len + 2, 1);
+    if (dir_len) memcpy(dir, path, dir_len);
+    else dir[0] = '.';
+    long got = pathconf(dir, _PC_NAME_MAX);
+    if (got > 0) name_max = got;
+    free(dir);
+#endif
+    if (keep + 13 > (size_t)name_max) {
+        keep = name_max > 13 ? (size_t)name_max - 13 : 0;
+        while (keep > 0 && ((unsigned char)id->name[keep] & 0xC0) == 0x80) keep--; /* whole UTF-8 characters */
     }
-    for (int i = 0; i < n_pending; i++)
-        if (!strcmp(pending_path[i], path)) bad_usage("%s is named twice as an output", path);
+    char *tmp = xcalloc(dir_len + keep + 16, 1);
+    memcpy(tmp, path, dir_len + keep);
+    memcpy(tmp + dir_len + keep, ".raktn-XXXXXX", 14);
+    return tmp;
+}
+
+static void out_open(OutFile *o, const char *path, int named_output) {
+    PathId id;
+    if (!path_id(path, &id)) die("%s: cannot create a file there (%s)", path, strerror(errno));
+    check_output(path, &id);
     o->path = path;
     o->tmp = NULL;
-    if (exists && !S_ISREG(st.st_mode)) { /* a device or FIFO: in place, never replaced */
-        if (S_ISDIR(st.st_mode)) die("%s: is a folder, not a file", path);
+    if (id.exists && !S_ISREG(id.st.st_mode)) { /* a device or FIFO: in place, never replaced */
+        if (S_ISDIR(id.st.st_mode)) die("%s: is a folder, not a file", path);
         o->f = fopen(path, "wb");
         if (!o->f) die("%s: cannot open (%s)", path, strerror(errno));
     } else {
-        size_t len = strlen(path) + 16;
-        char *tmp = xcalloc(len, 1);
-        snprintf(tmp, len, "%s.raktn-XXXXXX", path);
+        if (id.exists && access(path, W_OK) != 0)
+            die("%s: will not replace it (%s), as the shell's > would not", path, strerror(errno));
+        char *tmp = temporary_name(path, &id);
         int fd = mkstemp(tmp);
         if (fd < 0) die("%s: cannot create a file beside it (%s)", path, strerror(errno));
-        mode_t um = umask(0);
-        umask(um);
-        fchmod(fd, 0666 & ~um); /* mkstemp's 0600 -> what a plain create would give */
+        add_pending(tmp, path); /* removed on any failure from here on */
+        if (id.exists) { /* the file it replaces: its owner where allowed, its mode */
+            if (fchown(fd, id.st.st_uid, id.st.st_gid) != 0) { /* not allowed: the mode alone */ }
+            fchmod(fd, id.st.st_mode & 07777);
+        } else { /* what a plain create would give (mkstemp's is 0600) */
+            mode_t um = umask(0);
+            umask(um);
+            fchmod(fd, 0666 & ~um);
+        }
         o->f = fdopen(fd, "wb");
         if (!o->f) die("%s: cannot open (%s)", tmp, strerror(errno));
         o->tmp = tmp;
     }
-    pending_tmp[n_pending] = (char *)o->tmp;
-    pending_path[n_pending] = (char *)path;
-    n_pending++;
+    if (named_output && n_named < 2) named[n_named++] = id;
 }
 
 static void out_write(OutFile *o, const void *buf, size_t size) {
@@ -2005,14 +2284,18 @@ static void out_close(OutFile *o) {
     o->f = NULL;
 }
 
-/* Every output complete: rename them all into place */
+/* The run has succeeded: rename every output into place, the caught signals
+ * held meanwhile (one that comes ends raktn after the last rename) */
 static void commit_outputs(void) {
+    sigset_t old;
+    hold_signals(1, &old);
     for (int i = 0; i < n_pending; i++)
         if (pending_tmp[i] && rename(pending_tmp[i], pending_path[i]) != 0)
             die("%s: cannot rename into place (%s)", pending_path[i], strerror(errno));
     for (int i = 0; i < n_pending; i++) free(pending_tmp[i]);
     n_pending = 0;
     made_dir = NULL;
+    hold_signals(0, &old);
 }
 
 /* NumPy's .npy format (version 1.0): magic, header length, a Python dict
@@ -2040,8 +2323,8 @@ static void npy_header(OutFile *o, const char *descr, const long *shape, int ndi
 
 /* An output of reals: .npy with this shape when the name ends in .npy,
  * else raw; little-endian float32 (float64 in the truth build) */
-static void out_open_floats(OutFile *o, const char *path, const long *shape, int ndim) {
-    out_open(o, path);
+static void out_open_floats(OutFile *o, const char *path, const long *shape, int ndim, int named_output) {
+    out_open(o, path, named_output);
     if (is_npy(path)) npy_header(o, sizeof(real) == 8 ? "<f8" : "<f4", shape, ndim);
 }
 
@@ -2156,9 +2439,32 @@ typedef struct {
     Trace *also; /* NULL, or a trace that sees every output too (--hidden with --dump) */
 } Dump;
 
+/* The dump's tensors by name (one Dump at a time): a hash table of index + 1
+ * (0: empty), so that a model of thousands of layers is not quadratic */
+static int *dump_slots;
+static size_t dump_n_slots;
+
+/* The slot of `name`: the one holding it, or the empty one where it goes
+ * (FNV-1a hash, then the next slot along) */
+static int *dump_slot(const Dump *d, const char *name) {
+    uint64_t h = 14695981039346656037ull;
+    for (const char *p = name; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    size_t i = (size_t)h & (dump_n_slots - 1);
+    while (dump_slots[i] && strcmp(d->t[dump_slots[i] - 1].name, name)) i = (i + 1) & (dump_n_slots - 1);
+    return &dump_slots[i];
+}
+
 static Tensor *dump_tensor(Dump *d, const char *name, int ndim, long s0, long s1, long s2) {
-    for (int i = 0; i < d->count; i++)
-        if (!strcmp(d->t[i].name, name)) return &d->t[i];
+    if (d->count == 0) free(dump_slots), dump_slots = NULL, dump_n_slots = 0; /* a new dump */
+    int *slot = dump_n_slots ? dump_slot(d, name) : NULL;
+    if (slot && *slot) return &d->t[*slot - 1];
+    if (2 * (size_t)(d->count + 1) > dump_n_slots) { /* grow the table, and place every name again */
+        free(dump_slots);
+        dump_n_slots = dump_n_slots ? 2 * dump_n_slots : 256;
+        dump_slots = xcalloc(dump_n_slots, sizeof(int));
+        for (int i = 0; i < d->count; i++) *dump_slot(d, d->t[i].name) = i + 1;
+    }
+    *dump_slot(d, name) = d->count + 1;
     if (d->count == d->cap) {
         d->cap = d->cap ? 2 * d->cap : 64;
         Tensor *nt = realloc(d->t, (size_t)d->cap * sizeof(Tensor));
@@ -2197,12 +2503,12 @@ static void dump_weights(Trace *tr, int layer, int h, int p, int first, const re
 }
 
 static void dump_write(Dump *d, const char *dir) {
-    struct stat st;
-    if (stat(dir, &st) == 0) {
-        if (!S_ISDIR(st.st_mode)) die("%s: --dump wants a folder", dir);
-    } else {
+    struct stat st; /* (check_out_paths has made it, in a run) */
+    if (stat(dir, &st) != 0) {
         if (mkdir(dir, 0777) != 0) die("%s: cannot create the folder (%s)", dir, strerror(errno));
         made_dir = (char *)dir;
+    } else if (!S_ISDIR(st.st_mode)) {
+        die("%s: --dump wants a folder", dir);
     }
     for (int i = 0; i < d->count; i++) {
         Tensor *t = &d->t[i];
@@ -2210,7 +2516,7 @@ static void dump_write(Dump *d, const char *dir) {
         char *path = xcalloc(len, 1);
         snprintf(path, len, "%s/%s.npy", dir, t->name);
         OutFile f;
-        out_open_floats(&f, path, t->shape, t->ndim);
+        out_open_floats(&f, path, t->shape, t->ndim, 0);
         out_write(&f, t->data, size_mul(size_mul((uint64_t)t->shape[0], (uint64_t)t->shape[1]),
                                         (uint64_t)(t->ndim == 3 ? t->shape[2] : 1) * sizeof(real)));
         out_close(&f);
@@ -2220,6 +2526,58 @@ static void dump_write(Dump *d, const char *dir) {
 static void dump_free(Dump *d) {
     for (int i = 0; i < d->count; i++) free(d->t[i].name), free(d->t[i].data);
     free(d->t);
+    free(dump_slots);
+    dump_slots = NULL, dump_n_slots = 0;
+}
+
+/* Every name dump_name() makes, with .npy: model.*.npy or lm_head.npy */
+static int is_dump_name(const char *name) {
+    size_t n = strlen(name);
+    return !strcmp(name, "lm_head.npy") || (n > 10 && !strncmp(name, "model.", 6) && !strcmp(name + n - 4, ".npy"));
+}
+
+/* -m logits and explain, before anything is computed: each output file can be created
+ * where it is named, no two outputs are one file and none is a file this
+ * run reads (the model, the tokenizer, the prompt), and the --dump folder is
+ * there (made now if it is not: removed again if the run fails) with no
+ * other file of this run under a name the dump will write. */
+static void check_out_paths(const Options *o, const char *const files[2], const char *const flags[2]) {
+    if (o->prompt_file) note_input(o->prompt_file);
+    PathId ids[2];
+    for (int i = 0; i < 2; i++) {
+        if (!files[i]) continue;
+        if (!path_id(files[i], &ids[i])) die("%s: cannot create a file there (%s)", files[i], strerror(errno));
+        if (ids[i].exists && S_ISDIR(ids[i].st.st_mode)) die("%s: is a folder, not a file", files[i]);
+        check_output(files[i], &ids[i]);
+        if (i == 1 && files[0] && same_file(&ids[0], &ids[1]))
+            bad_usage("%s is named twice as an output (%s %s, %s %s)", files[1], flags[0], files[0], flags[1], files[1]);
+    }
+    const char *dir = o->dump_dir;
+    if (!dir) return;
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        if (mkdir(dir, 0777) != 0) die("%s: cannot create the folder (%s)", dir, strerror(errno));
+        made_dir = (char *)dir;
+        if (stat(dir, &st) != 0) die("%s: cannot create the folder (%s)", dir, strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode)) die("%s: --dump wants a folder", dir);
+    if (access(dir, W_OK | X_OK) != 0) die("%s: cannot write into the folder (%s)", dir, strerror(errno));
+    for (int i = 0; i < 2; i++)
+        if (files[i] && ids[i].dir.st_dev == st.st_dev && ids[i].dir.st_ino == st.st_ino && is_dump_name(ids[i].name))
+            bad_usage("%s is named twice as an output: --dump %s writes a file of that name", files[i], dir);
+    for (int i = 0; i < n_inputs; i++)
+        if (inputs[i].dir.st_dev == st.st_dev && inputs[i].dir.st_ino == st.st_ino && is_dump_name(inputs[i].name))
+            bad_usage("%s is a file this run reads: --dump %s would overwrite it", input_paths[i], dir);
+}
+
+/* The logits of a position must be numbers: NaN or Inf there comes from NaN
+ * or Inf in the weights (or values beyond float's range), never from a
+ * sound model, and would print as <unk> or -nan. */
+static void check_logits(const real *row, int vocab, int pos) {
+    for (int v = 0; v < vocab; v++)
+        if (!is_finite(row[v]))
+            die("the logits at position %d are not numbers (%s): the model's weights hold NaN or Inf, or values "
+                "too large for float (export/export.py warns of such tensors)", pos, row[v] != row[v] ? "NaN" : "Inf");
 }
 
 /* -m logits: one forward pass over the sequence: every position's logits
@@ -2229,10 +2587,7 @@ static void run_logits(Model *m, RunState *s, const Options *o, Tokenizer *tok) 
     const Config *c = &m->config;
     if (!o->out_path && !o->hidden_path && !o->dump_dir && o->top_k == 0)
         bad_usage("-m logits needs -o FILE, --hidden FILE, --dump DIR or --top K");
-    if (o->out_path) check_output(o->out_path);
-    if (o->hidden_path) check_output(o->hidden_path);
-    if (o->out_path && o->hidden_path && !strcmp(o->out_path, o->hidden_path))
-        bad_usage("%s is named twice as an output", o->out_path);
+    check_out_paths(o, (const char *[2]){o->out_path, o->hidden_path}, (const char *[2]){"-o", "--hidden"});
     int n;
     int *ids = prompt_ids(o, tok, c->vocab_size, &n);
     if (n == 0) die("empty sequence: nothing to run");
@@ -2243,13 +2598,15 @@ static void run_logits(Model *m, RunState *s, const Options *o, Tokenizer *tok) 
     Trace *tr = o->dump_dir ? &dump.trace : o->hidden_path ? &hs.trace : NULL;
     size_t hidden_size = size_mul(size_mul((uint64_t)c->n_layers + 1, (uint64_t)n), (uint64_t)c->dim);
     if (o->hidden_path) hs.h = xcalloc(hidden_size, sizeof(real));
-    OutFile out = {0};
-    long shape[3] = {n, c->vocab_size};
-    if (o->out_path) out_open_floats(&out, o->out_path, shape, 2);
+    OutFile out = {0}, hf = {0}; /* both opened before the computing */
+    long shape[3] = {n, c->vocab_size}, hshape[3] = {c->n_layers + 1, n, c->dim};
+    if (o->out_path) out_open_floats(&out, o->out_path, shape, 2, 1);
+    if (o->hidden_path) out_open_floats(&hf, o->hidden_path, hshape, 3, 1);
     real *logits = xcalloc((size_t)CHUNK * c->vocab_size, sizeof(real));
     for (int i = 0; i < n; i += CHUNK) {
         int len = n - i < CHUNK ? n - i : CHUNK;
         forward_chunk(m, s, ids + i, len, i, logits, 1, tr);
+        for (int b = 0; b < len; b++) check_logits(logits + (size_t)b * c->vocab_size, c->vocab_size, i + b);
         if (o->out_path) out_write(&out, logits, (size_t)len * c->vocab_size * sizeof(real));
         for (int b = 0; b < len && o->top_k > 0; b++) {
             const real *row = logits + (size_t)b * c->vocab_size;
@@ -2275,14 +2632,11 @@ static void run_logits(Model *m, RunState *s, const Options *o, Tokenizer *tok) 
     }
     if (o->out_path) out_close(&out);
     if (o->hidden_path) {
-        OutFile hf;
-        long hshape[3] = {c->n_layers + 1, n, c->dim};
-        out_open_floats(&hf, o->hidden_path, hshape, 3);
         out_write(&hf, hs.h, size_mul(hidden_size, sizeof(real)));
         out_close(&hf);
     }
     if (o->dump_dir) dump_write(&dump, o->dump_dir);
-    commit_outputs();
+    /* renamed into place by main, once standard output is flushed too */
     dump_free(&dump);
     free(logits);
     free(hs.h);
@@ -2932,6 +3286,7 @@ static void explain_html(const Explain *e, const Tokenizer *tok, const int *ids,
 static void run_explain(Model *m, RunState *s, const Options *o, Tokenizer *tok) {
     const Config *c = &m->config;
     int n, L = c->n_layers, V = c->vocab_size;
+    check_out_paths(o, (const char *[2]){o->json_path, o->html_path}, (const char *[2]){"--json", "--html"});
     int *ids = prompt_ids(o, tok, V, &n);
     if (n == 0) die("empty prompt: give some text or --ids");
     check_fits(n, s);
@@ -2947,8 +3302,8 @@ static void run_explain(Model *m, RunState *s, const Options *o, Tokenizer *tok)
         die("explain keeps every head's attention weights: %d positions would need %.1f GB; use a shorter prompt, "
             "or one --pos without --json and --html", n, attn_floats * sizeof(real) / 1e9);
     OutFile json = {0}, html = {0};
-    if (o->json_path) out_open(&json, o->json_path);
-    if (o->html_path) out_open(&html, o->html_path);
+    if (o->json_path) out_open(&json, o->json_path, 0);
+    if (o->html_path) out_open(&html, o->html_path, 0);
     e.embed_rms = xcalloc((size_t)n, sizeof(double));
     double **rms[4] = {&e.attn_rms, &e.mid_rms, &e.mlp_rms, &e.resid_rms};
     for (int i = 0; i < 4; i++) *rms[i] = xcalloc(size_mul((uint64_t)L, (uint64_t)n), sizeof(double));
@@ -2962,6 +3317,7 @@ static void run_explain(Model *m, RunState *s, const Options *o, Tokenizer *tok)
     for (int i = 0; i < n; i += CHUNK) {
         int len = n - i < CHUNK ? n - i : CHUNK;
         forward_chunk(m, s, ids + i, len, i, logits, 1, &e.trace);
+        for (int b = 0; b < len; b++) check_logits(logits + (size_t)b * V, V, i + b);
         for (int b = 0; b < len; b++) /* the output: the last layer's lens */
             if (e.row[i + b] >= 0) {
                 size_t g = ((size_t)(L - 1) * e.n_rows + e.row[i + b]) * e.k;
@@ -2999,7 +3355,7 @@ static void run_explain(Model *m, RunState *s, const Options *o, Tokenizer *tok)
         explain_html(&e, tok, ids, o->model_path, html.f);
         out_close(&html);
     }
-    commit_outputs();
+    /* renamed into place by main, once standard output is flushed too */
     free(logits);
     free(e.logits), free(e.normed), free(e.attn), free(e.lens_p), free(e.lens_id), free(e.stream);
     for (int i = 0; i < 4; i++) free(*rms[i]);
@@ -3021,6 +3377,7 @@ static void run_ppl(Model *m, RunState *s, const Options *o, Tokenizer *tok) {
         forward_chunk(m, s, ids + i, len, i, logits, 1, NULL);
         for (int b = 0; b < len; b++) {
             const real *row = logits + (size_t)b * c->vocab_size;
+            check_logits(row, c->vocab_size, i + b);
             real max = row[0];
             for (int v = 1; v < c->vocab_size; v++) if (row[v] > max) max = row[v];
             double sum = 0;
@@ -3047,6 +3404,7 @@ static int generate(Model *m, RunState *s, Tokenizer *tok, Sampler *sp, const in
     double t0 = now_s();
     real *logits = forward(m, s, prompt, n_prompt, *pos);
     *pos += n_prompt;
+    check_logits(logits, c->vocab_size, *pos - 1);
     st->prefill_s += now_s() - t0;
     st->prefill_tok += n_prompt;
 
@@ -3074,6 +3432,7 @@ static int generate(Model *m, RunState *s, Tokenizer *tok, Sampler *sp, const in
         }
         logits = forward(m, s, &next, 1, *pos);
         *pos += 1;
+        check_logits(logits, c->vocab_size, *pos - 1);
     }
     if (tok) {
         size_t len = tokstream_flush(&ts, piece, cap);
@@ -3132,9 +3491,12 @@ static void run_chat(Model *m, RunState *s, const Options *o, Tokenizer *tok, Sa
     int interactive = isatty(STDIN_FILENO);
     for (;;) {
         if (interactive) { fputs("USER: ", stdout); fflush(stdout); }
+        errno = 0;
         ssize_t len = getline(&line, &line_cap, stdin);
-        if (len < 0) { /* the end of input ends the chat; a read error is an error */
-            if (ferror(stdin)) die("standard input: read error (%s)", strerror(errno));
+        if (len < 0) { /* the end of input ends the chat; a read error is an error, and so is running out of
+                        * memory for a line (glibc's getline then sets errno, not the stream's error flag) */
+            if (ferror(stdin) || (!feof(stdin) && errno))
+                die("standard input: cannot read a line (%s)", strerror(errno ? errno : EIO));
             if (interactive) putchar('\n');
             break;
         }
@@ -3203,10 +3565,22 @@ static void run_detokenize(const Options *o) {
     tokenizer_free(tok);
 }
 
+/* Is `opt` one of the words of the space-separated `list`? */
+static int listed(const char *list, const char *opt) {
+    size_t n = strlen(opt);
+    for (const char *p = list; (p = strstr(p, opt)) != NULL; p += n)
+        if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0)) return 1;
+    return 0;
+}
+
 static void parse_args(Options *o, int argc, char **argv) {
     *o = (Options){.mode = "generate", .steps = 256, .temperature = 0.8f, .top_p = 0.9f, .seed = 0, .ctx = 0, .pos = POS_LAST};
+    /* the options given, by their names in MODES (--text is -i) */
+    const char *given[64];
+    int n_given = 0;
     int i = 1;
     if (argc > 1 && argv[1][0] != '-') o->model_path = argv[i++];
+    if (o->model_path && !o->model_path[0]) bad_usage("MODEL.bin: the file name is empty");
     for (; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); exit(0); }
@@ -3214,6 +3588,10 @@ static void parse_args(Options *o, int argc, char **argv) {
         if (a[0] != '-') bad_usage("unexpected argument '%s'", a);
         if (i + 1 >= argc) bad_usage("%s needs a value", a);
         const char *v = argv[++i];
+        const char *name = !strcmp(a, "--text") ? "-i" : a;
+        for (int k = 0; k < n_given; k++)
+            if (!strcmp(given[k], name)) bad_usage("%s is given twice", a);
+        if (n_given < 64) given[n_given++] = name;
         if (!strcmp(a, "-m")) o->mode = v;
         else if (!strcmp(a, "-i") || !strcmp(a, "--text")) o->prompt = v;
         else if (!strcmp(a, "-f")) o->prompt_file = v;
@@ -3221,8 +3599,13 @@ static void parse_args(Options *o, int argc, char **argv) {
         else if (!strcmp(a, "-z")) o->tokenizer_path = v;
         else if (!strcmp(a, "-n")) o->steps = (int)parse_long(v, a, 0, 1 << 24);
         else if (!strcmp(a, "-t")) o->temperature = parse_float(v, a, 0.0f, 100.0f);
-        else if (!strcmp(a, "-p")) o->top_p = parse_float(v, a, 0.0f, 1.0f);
-        else if (!strcmp(a, "-s")) o->seed = (unsigned long long)parse_long(v, a, 0, LONG_MAX);
+        else if (!strcmp(a, "-p")) {
+            /* (0, 1] as the usage says; 1e-400 is 0 too. (HF's top_p 0 keeps
+             * the most likely token alone: that is -t 0.) */
+            o->top_p = parse_float(v, a, 0.0f, 1.0f);
+            if (!(o->top_p > 0)) bad_usage("-p must be in (0, 1], got %s (-t 0 keeps only the most likely token)", v);
+        }
+        else if (!strcmp(a, "-s")) o->seed = (unsigned long long)parse_long(v, a, 0, LONG_MAX), o->seed_given = 1;
         else if (!strcmp(a, "-c")) o->ctx = (int)parse_long(v, a, 1, 1 << 24);
         else if (!strcmp(a, "-y")) o->system = v;
         else if (!strcmp(a, "-o")) o->out_path = v;
@@ -3248,18 +3631,29 @@ static void parse_args(Options *o, int argc, char **argv) {
         else if (!strcmp(a, "--round") || !strcmp(a, "--kv")) bad_usage("%s is for raktn-truth (make truth)", a);
 #endif
         else bad_usage("unknown option '%s'", a);
+        /* a file name that is empty names no file (and would fail only
+         * after all the computing) */
+        if (!v[0] && listed("-f -z -o --hidden --dump --json --html", a)) bad_usage("%s: the file name is empty", a);
     }
-    const char *modes[] = {"generate", "chat", "logits", "explain", "ppl", "tokenize", "detokenize"};
-    int known = 0;
-    for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) known |= !strcmp(o->mode, modes[k]);
-    if (!known) bad_usage("unknown mode '%s'", o->mode);
+    int mode = -1;
+    for (int m = 0; m < N_MODES; m++)
+        if (!strcmp(o->mode, MODES[m].mode)) mode = m;
+    if (mode < 0) bad_usage("unknown mode '%s'", o->mode);
+    for (int k = 0; k < n_given; k++) {
+        if (!strcmp(given[k], "-m") || !strcmp(given[k], "-T") || listed(MODES[mode].options, given[k])) continue;
+        char modes[128] = "";
+        for (int m = 0; m < N_MODES; m++)
+            if (listed(MODES[m].options, given[k]))
+                snprintf(modes + strlen(modes), sizeof modes - strlen(modes), "%s-m %s", modes[0] ? ", " : "", MODES[m].mode);
+        bad_usage("%s does not apply to -m %s (it is for %s)", given[k], o->mode, modes);
+    }
     int sources = !!o->prompt + !!o->prompt_file + !!o->ids;
     if (sources > 1) bad_usage("give only one of -i, -f and --ids");
 }
 
 /* A model file truncated or rewritten while it is mapped: reading the
  * missing pages raises SIGBUS. One line and exit 1 instead of a bare crash. */
-static char sigbus_msg[512];
+static char *sigbus_msg;
 static void on_sigbus(int sig) {
     (void)sig;
     ssize_t r = write(STDERR_FILENO, sigbus_msg, strlen(sigbus_msg));
@@ -3283,10 +3677,11 @@ static void reserve_std_fds(void) {
 #ifndef RAKTN_NO_MAIN
 int main(int argc, char **argv) {
     reserve_std_fds();
+    catch_signals();
     Options o;
     parse_args(&o, argc, argv);
 #ifndef RAKTN_PLAIN
-    pool_start(o.threads); /* -T, else one thread per online CPU */
+    pool_start(o.threads); /* -T, else one thread per CPU this process may use */
 #endif
     if (!strcmp(o.mode, "tokenize")) { run_tokenize(&o); check_stdout(); return 0; }
     if (!strcmp(o.mode, "detokenize")) { run_detokenize(&o); check_stdout(); return 0; }
@@ -3295,8 +3690,11 @@ int main(int argc, char **argv) {
     Model m = {0};
     load_model(&m, o.model_path);
     note_input(o.model_path);
-    snprintf(sigbus_msg, sizeof sigbus_msg, "raktn: error: %s: the file changed (truncated?) while raktn was "
-             "reading it\n", o.model_path);
+    const char *changed = ": the file changed (truncated?) while raktn was reading it\n";
+    sigbus_msg = xcalloc(4 * strlen(o.model_path) + strlen(changed) + 16, 1);
+    strcpy(sigbus_msg, "raktn: error: ");
+    escape_into(sigbus_msg + strlen(sigbus_msg), o.model_path);
+    strcat(sigbus_msg, changed);
     struct sigaction sa = {0};
     sa.sa_handler = on_sigbus;
     sigemptyset(&sa.sa_mask);
@@ -3324,7 +3722,10 @@ int main(int argc, char **argv) {
                 "no text and print nothing\n", tokenizer_vocab_size(tok), c->vocab_size, tokenizer_vocab_size(tok),
                 c->vocab_size - 1);
 
-    Sampler sp = {.temperature = o.temperature, .top_p = o.top_p, .rng = o.seed ? o.seed : (uint64_t)time(NULL)};
+    /* -s 0 is a seed like any other; without -s, the clock (-v prints it) */
+    unsigned long long seed = o.seed_given ? o.seed : (unsigned long long)time(NULL);
+    if (o.verbose && (!strcmp(o.mode, "generate") || !strcmp(o.mode, "chat"))) fprintf(stderr, "seed: %llu\n", seed);
+    Sampler sp = {.temperature = o.temperature, .top_p = o.top_p, .rng = seed};
     sp.rng = sp.rng * 0x9E3779B97F4A7C15ULL + 1; /* never 0: xorshift would stick */
     sp.idx = xcalloc((size_t)c->vocab_size, sizeof(int));
 
@@ -3335,6 +3736,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(o.mode, "ppl")) run_ppl(&m, &s, &o, tok);
 
     check_stdout();
+    commit_outputs(); /* the outputs are renamed into place only now: the run has succeeded */
     free(sp.idx);
     if (tok) tokenizer_free(tok);
     free_state(&s);

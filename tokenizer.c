@@ -68,6 +68,9 @@ struct Tokenizer {
     int n_added;
     int32_t *added;
     unsigned char added_first[256];   /* 1 if some added token starts with it */
+    unsigned char *is_added;          /* [n_vocab] 1 for an added token's id */
+    int n_added_lens;                 /* the distinct lengths of added tokens, */
+    uint16_t *added_lens;             /* longest first */
 };
 
 /* ------------------------------------------------------------------ UTF-8 */
@@ -301,7 +304,9 @@ static int parse_tokenizer(Tokenizer *t, const unsigned char *data, uint64_t siz
 
     /* added tokens: u32 id, u32 special */
     t->added = malloc((n_added ? n_added : 1) * sizeof *t->added);
-    if (!t->added) return fail(err, errlen, path, "out of memory", -1);
+    t->is_added = calloc(n_vocab, 1);
+    t->added_lens = calloc(TOK_MAX_PIECE_BYTES + 1, sizeof *t->added_lens);
+    if (!t->added || !t->is_added || !t->added_lens) return fail(err, errlen, path, "out of memory", -1);
     t->n_added = (int)n_added;
     for (uint32_t i = 0; i < n_added; i++) {
         uint32_t id, special_flag;
@@ -311,7 +316,12 @@ static int parse_tokenizer(Tokenizer *t, const unsigned char *data, uint64_t siz
             return fail(err, errlen, path, "bad added token", i);
         t->added[i] = (int32_t)id;
         t->added_first[(unsigned char)t->piece[id][0]] = 1;
+        t->is_added[id] = 1;
     }
+    unsigned char seen[TOK_MAX_PIECE_BYTES + 1] = { 0 };
+    for (uint32_t i = 0; i < n_added; i++) seen[t->piece_len[t->added[i]]] = 1;
+    for (uint32_t l = TOK_MAX_PIECE_BYTES; l >= 1; l--) /* each length once, longest first */
+        if (seen[l]) t->added_lens[t->n_added_lens++] = (uint16_t)l;
     if (r.left != 0)
         return fail(err, errlen, path, "trailing bytes after the tables:", (long long)r.left);
     return 1;
@@ -368,6 +378,8 @@ void tokenizer_free(Tokenizer *t) {
     free(t->bmp_id);
     free(t->merge_tab);
     free(t->added);
+    free(t->is_added);
+    free(t->added_lens);
     free(t);
 }
 
@@ -567,16 +579,19 @@ static int encode_segment(const Tokenizer *t, Work *w, const unsigned char *s, s
 }
 
 /* Longest added token (<s>, </s>, <unk>) spelled at s[0..n), or -1
- * (HF's AddedVocabulary matches leftmost-longest on the raw text). */
+ * (HF's AddedVocabulary matches leftmost-longest on the raw text). Pieces
+ * are unique, so for each length an added token has (longest first) the
+ * piece table names the one candidate: the cost does not grow with the
+ * number of added tokens. */
 static int match_added(const Tokenizer *t, const unsigned char *s, size_t n, size_t *mlen) {
-    int best = -1;
-    *mlen = 0;
-    for (int i = 0; i < t->n_added; i++) {
-        int id = t->added[i];
-        size_t l = t->piece_len[id];
-        if (l <= n && l > *mlen && memcmp(s, t->piece[id], l) == 0) { best = id; *mlen = l; }
+    for (int i = 0; i < t->n_added_lens; i++) {
+        size_t l = t->added_lens[i];
+        if (l > n) continue;
+        int id = piece_lookup(t, (const char *)s, l);
+        if (id >= 0 && t->is_added[id]) { *mlen = l; return id; }
     }
-    return best;
+    *mlen = 0;
+    return -1;
 }
 
 int tokenizer_encode(const Tokenizer *t, const char *text, size_t len,

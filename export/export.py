@@ -41,6 +41,11 @@ import struct
 import sys
 import time
 
+try:
+    import fcntl
+except ImportError:     # not a Unix: exports into one folder are not serialised
+    fcntl = None
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tokenizer_export as te  # noqa: E402  (beside this file)
 import gguf  # noqa: E402
@@ -95,10 +100,12 @@ LIMITS = {                      # header field: (config.json key, lowest, highes
 
 def as_f32(v):
     """The float32 that struct (and raktn's header) makes of v; +-inf where v
-    is beyond float32's range (struct refuses those with OverflowError)."""
+    is beyond float32's range (struct refuses those with OverflowError, and
+    an integer too large even for a double, a 401-digit rope_theta, with
+    struct.error)."""
     try:
         return struct.unpack("<f", struct.pack("<f", v))[0]
-    except OverflowError:
+    except (OverflowError, struct.error):
         return math.inf if v > 0 else -math.inf
 
 
@@ -429,7 +436,9 @@ def locate_tensors(hf_dir):
     the shards named by model.safetensors.index.json."""
     index = os.path.join(hf_dir, "model.safetensors.index.json")
     single = os.path.join(hf_dir, "model.safetensors")
-    if os.path.lexists(index):
+    # With both, transformers loads model.safetensors (from_pretrained looks
+    # for it before the index: modeling_utils.py, v4.38.2); so does this.
+    if os.path.lexists(index) and not os.path.lexists(single):
         idx = read_json(index, "index", no_duplicates)
         wmap = idx.get("weight_map") if isinstance(idx, dict) else None
         if not isinstance(wmap, dict) or not all(isinstance(v, str) for v in wmap.values()):
@@ -505,6 +514,26 @@ def convert(raw, src, dst):
         n = len(raw) // 2
         return struct.pack(f"<{n}f", *struct.unpack(f"<{n}e", raw))
     raise ExportError(f"cannot convert {src} to {dst} losslessly")
+
+
+# bytes -> 1 where the byte could be the top of a NaN or Inf (exponent bits
+# all ones: the sign bit aside, 0x7F), and where the next byte down has its
+# top bit set (the exponent's last bit)
+_TOP = bytes(1 if b & 0x7F == 0x7F else 0 for b in range(256))
+_NEXT = bytes(1 if b & 0x80 else 0 for b in range(256))
+
+
+def count_nonfinite(data, esize):
+    """(how many, index of the first) of the NaN or Inf values among the
+    little-endian float32 (esize 4) or bf16 (2) values in data"""
+    top = bytes(data[esize - 1::esize]).translate(_TOP)
+    if b"\x01" not in top:
+        return 0, None
+    both = int.from_bytes(top, "little") & int.from_bytes(bytes(data[esize - 2::esize]).translate(_NEXT),
+                                                          "little")
+    if not both:
+        return 0, None
+    return bin(both).count("1"), ((both & -both).bit_length() - 1) // 8
 
 
 def header_bytes(c, dtype, file_size):
@@ -672,6 +701,32 @@ class Output:
     def path(self, name):
         return os.path.join(self.dir, name)
 
+    def lock(self):
+        """Hold OUT_DIR against other exports until this one ends: two
+        exports into one folder could otherwise pair one's model.bin with the
+        other's tokenizer.bin. An advisory lock (flock) on the folder itself,
+        so nothing is added to it; released when the process ends."""
+        if getattr(self, "lock_fd", None) is not None or fcntl is None:
+            return
+        try:
+            fd = os.open(self.dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:
+            return                      # not there (yet): make_dirs comes first
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ExportError(f"{self.dir}: another export is writing into this folder; "
+                              "run this one when it has finished")
+        except OSError:
+            pass                        # no locks on this file system: go on unlocked
+        self.lock_fd = fd
+
+    def unlock(self):
+        fd, self.lock_fd = getattr(self, "lock_fd", None), None
+        if fd is not None:
+            os.close(fd)
+
     def check_targets(self, finals):
         """Refuse, before anything is written, what the renames would fail
         on or should not replace: OUT_DIR not a folder, a target that is a
@@ -838,7 +893,23 @@ def write_tokenizer(out, final, data):
                           f"{len(data)} written")
 
 
-def write_model(out, final, c, plan, found, dtype, header, file_size, progress):
+def read_converted(handles, path, name, src, begin, end, dtype):
+    """A checkpoint tensor's bytes converted to dtype, a chunk at a time:
+    (converted bytes, bytes read)"""
+    if path not in handles:
+        handles[path] = te.open_regular(path)
+    g = handles[path]
+    g.seek(begin)
+    left = end - begin
+    while left > 0:
+        raw = g.read(min(CHUNK, left))
+        if not raw:
+            raise ExportError(f"{path}: tensor '{name}': file ended early (changed while being read?)")
+        left -= len(raw)
+        yield convert(raw, src, dtype), len(raw)
+
+
+def write_model(out, final, c, plan, found, dtype, header, file_size, progress, nonfinite):
     esize = 4 if dtype == "f32" else 2
     tmp, f = out.create(final)
     name = "(header)"
@@ -849,25 +920,24 @@ def write_model(out, final, c, plan, found, dtype, header, file_size, progress):
             try:
                 for k, (name, shape) in enumerate(plan):
                     path, src, _, begin, end = found[name]
+                    bad, first, done = 0, None, 0
                     if isinstance(src, gguf.Tensor):     # dequantized, rows in HF order
-                        for data, n_in in gguf.chunk_source(found[name], c, dtype):
-                            write_all(f, data)
-                            progress.add(n_in)
-                        left = 0
+                        chunks = gguf.chunk_source(found[name], c, dtype)
                     else:
-                        if path not in handles:
-                            handles[path] = te.open_regular(path)
-                        g = handles[path]
-                        g.seek(begin)
-                        left = end - begin
-                    while left > 0:
-                        raw = g.read(min(CHUNK, left))
-                        if not raw:
-                            raise ExportError(f"{path}: tensor '{name}': file ended early "
-                                              "(changed while being read?)")
-                        left -= len(raw)
-                        write_all(f, convert(raw, src, dtype))
-                        progress.add(len(raw))
+                        chunks = read_converted(handles, path, name, src, begin, end, dtype)
+                    for data, n_in in chunks:
+                        n_bad, at = count_nonfinite(data, esize)
+                        if n_bad and first is None:
+                            first = done + at
+                        bad += n_bad
+                        done += len(data) // esize
+                        write_all(f, data)
+                        progress.add(n_in)
+                    if bad:
+                        nonfinite.append(f"export: warning: {path}: tensor '{name}' holds {bad} "
+                                         f"NaN or Inf value{'s' if bad > 1 else ''} (the first at "
+                                         f"element {first}); raktn stops with an error when they "
+                                         "reach the logits")
                     pad = padded(numel(shape) * esize) - numel(shape) * esize
                     write_all(f, bytes(pad))
                     if k == 0:
@@ -907,6 +977,7 @@ def export(args, out, info):
     """Everything is read and checked first; only then are the two
     temporaries written, checked again, and renamed together."""
     hf_dir = args.hf_dir
+    out.lock()      # OUT_DIR as it is now stays ours (if it exists: else after make_dirs)
     if os.path.isfile(hf_dir) and gguf.is_gguf(hf_dir):
         return export_gguf(args, out, info)
     if args.sliding_window is not None:
@@ -917,6 +988,11 @@ def export(args, out, info):
     c["hf_dir"] = hf_dir
     plan = tensor_plan(c)
     found = locate_tensors(hf_dir)
+    if all(os.path.lexists(os.path.join(hf_dir, n)) for n in ("model.safetensors",
+                                                               "model.safetensors.index.json")):
+        c["notes"].append(f"export: note: {hf_dir} has both model.safetensors and "
+                          "model.safetensors.index.json; model.safetensors was used, as "
+                          "transformers does")
     check_tensors(plan, found, c)
     if args.dtype == "bf16":
         not_bf16 = [n for n, _ in plan if found[n][1] != "BF16"]
@@ -950,14 +1026,16 @@ def export(args, out, info):
             check_stale_tokenizer(tok_bin, c, info)
 
     out.make_dirs()
+    out.lock()
     test_point("mkdir")
     if tok is not None:
         write_tokenizer(out, tok_bin, tok[0])
         test_point("tokenizer-tmp")
     total_in = sum(found[n][4] - found[n][3] for n, _ in plan)
     t0 = time.monotonic()
+    nonfinite = []
     write_model(out, model_bin, c, plan, found, args.dtype, header, file_size,
-                Progress(total_in, args.quiet))
+                Progress(total_in, args.quiet), nonfinite)
     test_point("after-model")
     out.commit(([tok_bin] if tok else []) + [model_bin])
     dt = time.monotonic() - t0
@@ -967,7 +1045,7 @@ def export(args, out, info):
         f"{total_in / 1e6 / max(dt, 1e-9):.1f} MB/s of input"]
     if tok is not None:
         info["done"].append(f"export: wrote {tok_bin} from {tok[1]} ({tok[2]})")
-    info["notes"] = c["notes"] + info["notes"]
+    info["notes"] = c["notes"] + info["notes"] + nonfinite
 
 
 def export_gguf(args, out, info):
@@ -1004,12 +1082,14 @@ def export_gguf(args, out, info):
         if os.path.lexists(tok_bin):
             check_stale_tokenizer(tok_bin, c, info)
     out.make_dirs()
+    out.lock()
     if tok is not None:
         write_tokenizer(out, tok_bin, tok[0])
     total_in = sum(found[n][4] - found[n][3] for n, _ in plan)
     t0 = time.monotonic()
+    nonfinite = []
     write_model(out, model_bin, c, plan, found, args.dtype, header, file_size,
-                Progress(total_in, args.quiet))
+                Progress(total_in, args.quiet), nonfinite)
     out.commit(([tok_bin] if tok else []) + [model_bin])
     dt = time.monotonic() - t0
     types = {}
@@ -1023,7 +1103,7 @@ def export_gguf(args, out, info):
         + f") in {dt:.1f} s, {total_in / 1e6 / max(dt, 1e-9):.1f} MB/s of input"]
     if tok is not None:
         info["done"].append(f"export: wrote {tok_bin} from {tok[1]} ({tok[2]})")
-    info["notes"] = c["notes"] + info["notes"]
+    info["notes"] = c["notes"] + info["notes"] + nonfinite
 
 
 def check_stale_tokenizer(tok_bin, c, info):
@@ -1067,6 +1147,10 @@ def main(argv=None):
                     help="GGUF input only: the model's sliding window (a GGUF does not carry it; "
                          "Mistral-7B and RakutenAI-7B: 4096); default none")
     args = ap.parse_args(argv)
+    for what, name in (("HF_DIR", args.hf_dir), ("OUT_DIR", args.out_dir)):
+        if not name:
+            log(f"export: error: {what} is an empty name")
+            return 1
     sig = Signals()
     sig.install()
     out = Output(args.out_dir, sig)
@@ -1077,6 +1161,7 @@ def main(argv=None):
             export(args, out, info)
         finally:
             out.abort()         # temporaries and folders that are not needed now
+            out.unlock()
     except Interrupted as e:
         main.signal = e.signum
         if out.committed:

@@ -19,6 +19,7 @@ tokenizer_config.json (if present) gives add_bos_token / add_eos_token.
 
 usage: python3 export/tokenizer_export.py HF_DIR OUT.bin
 """
+import errno
 import json
 import math
 import os
@@ -602,18 +603,36 @@ def export_tokenizer(hf_dir, out_path, log):
             % hf_dir)
         return False
     data, src, summary = built
-    tmp = out_path + ".tmp"
+    if not out_path:
+        raise ValueError("OUT.bin is an empty name")
+    # A temporary beside out_path under a fresh name (OUT.bin.XXXXXXXX.tmp),
+    # created exclusively: never a file or a symlink the user already has.
+    tmp = None
     try:
-        with open(tmp, "wb") as f:
+        for _ in range(100):
+            name = "%s.%s.tmp" % (out_path, os.urandom(4).hex())
+            try:
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                             0o666)
+            except FileExistsError:
+                continue
+            tmp = name
+            break
+        else:
+            raise OSError(errno.EEXIST, "no free temporary name", out_path)
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, out_path)
     except BaseException as e:
-        try:   # never leave a partial file behind (a full disk, an interrupt)
-            os.unlink(tmp)
-        except OSError:
-            pass
+        if tmp is not None:
+            try:   # never leave a partial file behind (a full disk, an interrupt)
+                os.unlink(tmp)
+            except OSError:
+                pass
         if isinstance(e, OSError):
-            raise ValueError("%s: cannot write (%s)" % (tmp, e.strerror or e)) from e
+            raise ValueError("%s: cannot write (%s)" % (tmp or out_path, e.strerror or e)) from e
         raise
     log("tokenizer: %s -> %s (%s)" % (src, out_path, summary))
     return True

@@ -77,4 +77,33 @@ static inline int file_exists(const char *p) {
     struct stat st;
     return stat(p, &st) == 0;
 }
+
+/* Like run_mode (stdout captured), with setup(arg) called in the child just
+ * before exec: limits, another user, signals, an environment variable. */
+static inline Result run_setup(const char *stdin_text, size_t stdin_len, const char *const argv[],
+                               void (*setup)(void *), void *arg) {
+    char out_path[] = TMP "/outXXXXXX", err_path[] = TMP "/errXXXXXX", in_path[] = TMP "/inXXXXXX";
+    int fo = mkstemp(out_path), fe = mkstemp(err_path), fi = mkstemp(in_path);
+    ck_assert(fo >= 0 && fe >= 0 && fi >= 0);
+    if (stdin_text) ck_assert(write(fi, stdin_text, stdin_len) == (ssize_t)stdin_len);
+    lseek(fi, 0, SEEK_SET);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(fi, 0), dup2(fo, 1), dup2(fe, 2);
+        alarm(120);
+        if (setup) setup(arg);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    close(fo), close(fe), close(fi);
+    Result r = {0};
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+    r.out = tu_read_file(out_path, &r.out_len);
+    r.err = tu_read_file(err_path, NULL);
+    unlink(out_path), unlink(err_path), unlink(in_path);
+    return r;
+}
 #endif
