@@ -1739,6 +1739,8 @@ static const char *parse_header(const unsigned char *h, Config *c, uint64_t *dat
      * computes with those, which must round to the float32 values */
     float theta32 = rd_f32(h + 64), eps32 = rd_f32(h + 68);
     double theta64 = rd_f64(h + 88), eps64 = rd_f64(h + 96);
+    if (!is_finite(theta32) || !(theta32 > 0)) return "rope_theta is not a positive number";
+    if (!is_finite(eps32) || !(eps32 > 0 && eps32 < 1)) return "rms_norm_eps is not in (0, 1)";
     if ((theta64 != 0 && (float)theta64 != theta32) || (eps64 != 0 && (float)eps64 != eps32))
         return "rope_theta or rms_norm_eps as float64 does not round to its float32 value";
     c->rope_theta = theta64 != 0 ? theta64 : theta32;
@@ -1751,8 +1753,6 @@ static const char *parse_header(const unsigned char *h, Config *c, uint64_t *dat
     if (c->bos_id < -1 || c->bos_id >= c->vocab_size) return "bos_id is outside the vocabulary";
     if (c->eos_id < -1 || c->eos_id >= c->vocab_size) return "eos_id is outside the vocabulary";
     if (c->tied != 0 && c->tied != 1) return "tied flag is neither 0 nor 1";
-    if (!is_finite(theta32) || !(theta32 > 0) || !is_finite(c->rope_theta)) return "rope_theta is not a positive number";
-    if (!is_finite(eps32) || !(eps32 > 0 && eps32 < 1) || !(c->rms_norm_eps > 0)) return "rms_norm_eps is not in (0, 1)";
     if (*data_offset != HEADER_SIZE) return "tensor data offset is not 256";
     return NULL;
 }
