@@ -1,8 +1,10 @@
 # raktn - build, test, fuzz, bench.
 #   make            build ./raktn (libc + libm only)
 #   make plain      build ./raktn-plain: the model part of raktn.c alone
-#                   (-DRAKTN_PLAIN: plain C, no vectors, no threads) and run
-#                   the model tests on it
+#                   (-DRAKTN_PLAIN: plain C, no vectors, no threads; needs
+#                   nothing but a C compiler; make test runs its tests)
+#   make debug      build ./raktn-debug: the plain build at -O0 -g, to step
+#                   through the model in gdb (notes/model.md)
 #   make truth      build ./raktn-truth: the plain build with every quantity
 #                   in double (the model's exact math; writes float64)
 #   make test       build and run the Check test suite (the plain and truth
@@ -57,7 +59,7 @@ TESTS = tests/test_model tests/test_sample tests/test_tokenizer tests/test_cli t
 # between two renames, and raktn built with -ffast-math (its checks must hold)
 ROBUST_AIDS = tests/rename_shim.so tests/raktn-fast-math
 
-.PHONY: all plain truth cross test test-asan demo demo-story demo-48k clean fixtures-data llama-dump install uninstall
+.PHONY: all plain debug truth cross test test-asan demo demo-story demo-48k clean fixtures-data llama-dump install uninstall
 all: raktn export/gguf_dequant.so
 
 # GGUF export's dequantization in C (export/gguf.py loads it with ctypes; it
@@ -75,6 +77,13 @@ raktn-plain: raktn.c tokenizer.c tokenizer.h
 raktn-truth: raktn.c tokenizer.c tokenizer.h
 	$(CC) $(TRUTH_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) $(LDLIBS)
 
+# Part 1 unoptimized, every function of it a function gdb can stop in
+DEBUG_CFLAGS ?= -O0 -g
+raktn-debug: raktn.c tokenizer.c tokenizer.h
+	$(CC) $(REQ_CFLAGS) $(CPPFLAGS) $(DEBUG_CFLAGS) -DRAKTN_PLAIN $(LDFLAGS) -o $@ $(filter %.c,$^) $(LDLIBS)
+
+debug: raktn-debug
+
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 DATADIR ?= $(PREFIX)/share/raktn
@@ -89,8 +98,7 @@ uninstall:
 
 truth: raktn-truth
 
-plain: raktn-plain tests/test_model_plain fixtures-data
-	@PYTHON=$(PYTHON) TEST_PY= sh tests/run.sh tests/test_model_plain
+plain: raktn-plain
 
 # Test programs #include the code they test (like llm.c's test_gpt2.c);
 # test_model and test_sample include raktn.c and link tokenizer.c beside it.
@@ -186,7 +194,7 @@ llama-dump: tools/llama-dump.c
 	$(CXX) -o $@ tools/llama-dump.o $$LIBS -lm -pthread && rm -f tools/llama-dump.o
 
 clean:
-	rm -f raktn raktn-plain raktn-truth export/gguf_dequant.so $(TESTS) $(ROBUST_AIDS)
+	rm -f raktn raktn-plain raktn-truth raktn-debug export/gguf_dequant.so $(TESTS) $(ROBUST_AIDS)
 
 # Fuzzing (libFuzzer, clang) and the fuzz regression run live in fuzz/fuzz.mk.
 -include fuzz/fuzz.mk

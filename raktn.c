@@ -185,12 +185,12 @@ typedef float real;
  * Linear's weight is [out_features][in_features]. */
 typedef struct {
     const void *input_layernorm;          /* [dim] */
-    const void *wq;                       /* self_attn.q_proj: [n_heads*head_dim][dim] */
-    const void *wk, *wv;                  /* self_attn.k_proj, v_proj: [n_kv_heads*head_dim][dim] */
-    const void *wo;                       /* self_attn.o_proj: [dim][n_heads*head_dim] */
+    const void *q_proj;                   /* self_attn.q_proj: [n_heads*head_dim][dim] */
+    const void *k_proj, *v_proj;          /* self_attn.k_proj, v_proj: [n_kv_heads*head_dim][dim] */
+    const void *o_proj;                   /* self_attn.o_proj: [dim][n_heads*head_dim] */
     const void *post_attention_layernorm; /* [dim] */
-    const void *w_gate, *w_up;            /* mlp.gate_proj, up_proj: [hidden_dim][dim] */
-    const void *w_down;                   /* mlp.down_proj: [dim][hidden_dim] */
+    const void *gate_proj, *up_proj;      /* mlp.gate_proj, up_proj: [hidden_dim][dim] */
+    const void *down_proj;                /* mlp.down_proj: [dim][hidden_dim] */
 } LayerWeights;
 
 typedef struct {
@@ -230,7 +230,7 @@ static inline float weight_at(const void *w, size_t i, int dtype) {
 
 struct Fast; /* Part 2's scratch memory (none in the plain build) */
 
-typedef struct {
+typedef struct RunState {
     int ctx;          /* positions this run may reach (<= max_seq_len) */
     int cache_len;    /* slots in the ring: min(sliding_window, ctx), or ctx */
     real *x;         /* [CHUNK][dim] the residual stream */
@@ -247,98 +247,9 @@ typedef struct {
     real *value_cache;
     size_t kv_floats; /* values in each cache */
     real *logits;    /* [vocab] the last position's logits */
-    struct Fast *fast;
+    struct Fast *fast; /* Part 2's scratch (kernels.prepare), or NULL */
+    void (*release)(struct RunState *s); /* how to free what kernels.prepare made, or NULL */
 } RunState;
-
-/* Part 2's entry points. Each plain function below that has a fast twin
- * begins with `if (FAST(twin(...))) return;`: the full build hands the
- * work to the twin, which computes the same thing faster; the plain build
- * (-DRAKTN_PLAIN) compiles no Part 2 and FAST(...) is 0. Tests set
- * plain_kernels to run the plain functions in the full build. */
-#ifdef RAKTN_PLAIN
-#define FAST(call) 0
-#else
-static int plain_kernels;
-#define FAST(call) (!plain_kernels && (call))
-static int matmul_fast(float *out, const float *x, const void *w, int batch, int n, int d, int dtype);
-static int attention_fast(const Config *c, RunState *s, int layer, int n, int pos);
-static int silu_fast(float *x, size_t n);
-static int elementwise_fast(float *x, const float *y, size_t n, char op);
-static int rmsnorm_fast(float *out, const float *x, const void *w, int rows, int n, float eps, int dtype);
-static float *fast_kv_cache(size_t floats);
-static void fast_kv_cache_free(float *p, size_t floats);
-static void fast_init(RunState *s, const Config *c);
-static void fast_free(RunState *s);
-#endif
-
-/* The truth build can round where a peer such as llama.cpp rounds, to
- * verify it at reduced precision (--round, --kv f16: end of Part 3). */
-#ifdef RAKTN_TRUTH
-struct Trace;
-static const real *peer_inputs(const real *x, int batch, int n);
-static int peer_attention(const Config *c, RunState *s, int layer, int n, int pos, struct Trace *tr);
-#else
-#define peer_inputs(x, batch, n) (x)
-#define peer_attention(c, s, layer, n, pos, tr) 0
-#endif
-
-static real *new_kv_cache(size_t floats) {
-#ifndef RAKTN_PLAIN
-    return fast_kv_cache(floats); /* the same zeroed floats, in 2 MB pages */
-#endif
-    return xcalloc(floats, sizeof(real));
-}
-
-static void free_kv_cache(real *p, size_t floats) {
-#ifndef RAKTN_PLAIN
-    fast_kv_cache_free(p, floats);
-    return;
-#endif
-    (void)floats;
-    free(p);
-}
-
-static void init_state(RunState *s, const Config *c, int ctx) {
-    size_t D = c->dim, Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
-    s->ctx = ctx;
-    s->cache_len = (c->sliding_window > 0 && c->sliding_window < ctx) ? c->sliding_window : ctx;
-    s->x = xcalloc(CHUNK * D, sizeof(real));
-    s->xb = xcalloc(CHUNK * D, sizeof(real));
-    s->q = xcalloc(CHUNK * Q, sizeof(real));
-    s->k = xcalloc(CHUNK * KV, sizeof(real));
-    s->v = xcalloc(CHUNK * KV, sizeof(real));
-    s->att_out = xcalloc(CHUNK * Q, sizeof(real));
-    s->proj = xcalloc(CHUNK * D, sizeof(real));
-    s->gate = xcalloc(CHUNK * (size_t)c->hidden_dim, sizeof(real));
-    s->up = xcalloc(CHUNK * (size_t)c->hidden_dim, sizeof(real));
-    s->scores = xcalloc((size_t)s->cache_len, sizeof(real));
-    s->logits = xcalloc((size_t)c->vocab_size, sizeof(real));
-    s->rope_cos = xcalloc(CHUNK * ((size_t)c->head_dim / 2), sizeof(real));
-    s->rope_sin = xcalloc(CHUNK * ((size_t)c->head_dim / 2), sizeof(real));
-    /* MistralRotaryEmbedding: inv_freq[i] = 1 / theta^(2i/head_dim), in fp32 */
-    s->inv_freq = xcalloc((size_t)c->head_dim / 2, sizeof(real));
-    for (int i = 0; i < c->head_dim / 2; i++)
-        s->inv_freq[i] = 1 / pow((real)c->rope_theta, (real)(2 * i) / (real)c->head_dim);
-    s->kv_floats = size_mul(size_mul((size_t)c->n_layers, (size_t)s->cache_len), KV);
-    s->key_cache = new_kv_cache(s->kv_floats);
-    s->value_cache = new_kv_cache(s->kv_floats);
-    s->fast = NULL;
-#ifndef RAKTN_PLAIN
-    fast_init(s, c);
-#endif
-}
-
-static void free_state(RunState *s) {
-#ifndef RAKTN_PLAIN
-    fast_free(s);
-#endif
-    real *bufs[] = {s->x,      s->xb,       s->q,        s->k,        s->v,       s->att_out,
-                     s->proj,   s->gate,     s->up,       s->scores,   s->logits,  s->rope_cos,
-                     s->rope_sin, s->inv_freq};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
-    free_kv_cache(s->key_cache, s->kv_floats);
-    free_kv_cache(s->value_cache, s->kv_floats);
-}
 
 /* ==========================================================================
  * The building blocks
@@ -347,8 +258,6 @@ static void free_state(RunState *s) {
 /* nn.Linear without bias, for a batch of positions:
  * out[b][i] = sum_k W[i][k] * x[b][k], W is [d][n], x is [batch][n]. */
 static void matmul(real *out, const real *x, const void *w, int batch, int n, int d, int dtype) {
-    x = peer_inputs(x, batch, n);
-    if (FAST(matmul_fast(out, x, w, batch, n, d, dtype))) return;
     for (int b = 0; b < batch; b++)
         for (int i = 0; i < d; i++) {
             real sum = 0;
@@ -361,13 +270,15 @@ static void matmul(real *out, const real *x, const void *w, int batch, int n, in
  * vectors of n. No mean subtracted, no bias; w is a learned per-channel
  * scale. */
 static void rmsnorm_row(real *out, const real *x, const void *w, int n, real eps, int dtype) {
-    double ss = 0; /* double: the one long sum here */
+    /* The mean of the squares in double, rounded once: torch sums a float
+     * tensor pairwise, within an ulp or two of the exact mean; a plain float
+     * loop over the 7B's 4096 squares would drift further. */
+    double ss = 0;
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
     real inv = 1 / sqrt((real)(ss / n) + eps);
     for (int i = 0; i < n; i++) out[i] = weight_at(w, (size_t)i, dtype) * (x[i] * inv);
 }
 static void rmsnorm(real *out, const real *x, const void *w, int rows, int n, real eps, int dtype) {
-    if (FAST(rmsnorm_fast(out, x, w, rows, n, eps, dtype))) return;
     for (int r = 0; r < rows; r++) rmsnorm_row(out + (size_t)r * n, x + (size_t)r * n, w, n, eps, dtype);
 }
 
@@ -415,17 +326,14 @@ static void softmax(real *x, int n) {
 
 /* The MLP's activation (act_fn): SiLU(x) = x * sigmoid(x), in place */
 static void silu(real *x, size_t n) {
-    if (FAST(silu_fast(x, n))) return;
     for (size_t i = 0; i < n; i++) x[i] = x[i] / (1 + exp(-x[i]));
 }
 
 /* x *= y (the MLP's gating) and x += y (the residual connections) */
 static void mul_in_place(real *x, const real *y, size_t n) {
-    if (FAST(elementwise_fast(x, y, n, '*'))) return;
     for (size_t i = 0; i < n; i++) x[i] *= y[i];
 }
 static void add_in_place(real *x, const real *y, size_t n) {
-    if (FAST(elementwise_fast(x, y, n, '+'))) return;
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
@@ -463,6 +371,10 @@ struct Trace {
     void (*weights)(Trace *t, int layer, int h, int p, int first, const real *w, int n_keys);
 };
 
+/* The name under which a layer hands over its own output: HF's module
+ * model.layers.L itself (its output_hidden_states entry L+1) */
+#define LAYER_OUTPUT ""
+
 static void trace(Trace *t, const char *module, int layer, int pos, const real *x, int rows, int cols) {
     if (t) t->output(t, module, layer, pos, x, rows, cols);
 }
@@ -473,8 +385,6 @@ static void trace(Trace *t, const char *module, int layer, int pos, const real *
  * values. GQA (HF's repeat_kv): query head h reads KV head h / group. Keys
  * before the chunk come from the ring; the chunk's own are still in s->k. */
 static void attention(const Config *c, RunState *s, int layer, int n, int pos, Trace *tr) {
-    if (!(tr && tr->weights) && FAST(attention_fast(c, s, layer, n, pos))) return;
-    if (peer_attention(c, s, layer, n, pos, tr)) return;
     int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     for (int b = 0; b < n; b++) {
         int p = pos + b, first = first_key(c, p), n_keys = p - first + 1;
@@ -514,6 +424,66 @@ static void store_kv(const Config *c, RunState *s, int layer, int n, int pos) {
 }
 
 /* ==========================================================================
+ * The kernels: the forward pass below calls the building blocks through
+ * this table. It holds the plain functions above; the full build's Part 2
+ * puts fast twins in their place (they compute the same: tests/test_model.c
+ * holds each to its plain twin), and the truth build's --round and --kv put
+ * a peer's rounding there (end of Part 3). prepare: Part 2's own memory
+ * for a run (none in the plain build).
+ * ========================================================================== */
+typedef struct {
+    void (*matmul)(real *out, const real *x, const void *w, int batch, int n, int d, int dtype);
+    void (*rmsnorm)(real *out, const real *x, const void *w, int rows, int n, real eps, int dtype);
+    void (*silu)(real *x, size_t n);
+    void (*mul_in_place)(real *x, const real *y, size_t n);
+    void (*add_in_place)(real *x, const real *y, size_t n);
+    void (*attention)(const Config *c, RunState *s, int layer, int n, int pos, Trace *tr);
+    void (*prepare)(RunState *s, const Config *c);
+} Kernels;
+#define PLAIN_KERNELS {matmul, rmsnorm, silu, mul_in_place, add_in_place, attention, NULL}
+static Kernels kernels = PLAIN_KERNELS;
+
+/* The run state for contexts of up to ctx positions */
+static void init_state(RunState *s, const Config *c, int ctx) {
+    size_t D = c->dim, Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
+    s->ctx = ctx;
+    s->cache_len = (c->sliding_window > 0 && c->sliding_window < ctx) ? c->sliding_window : ctx;
+    s->x = xcalloc(CHUNK * D, sizeof(real));
+    s->xb = xcalloc(CHUNK * D, sizeof(real));
+    s->q = xcalloc(CHUNK * Q, sizeof(real));
+    s->k = xcalloc(CHUNK * KV, sizeof(real));
+    s->v = xcalloc(CHUNK * KV, sizeof(real));
+    s->att_out = xcalloc(CHUNK * Q, sizeof(real));
+    s->proj = xcalloc(CHUNK * D, sizeof(real));
+    s->gate = xcalloc(CHUNK * (size_t)c->hidden_dim, sizeof(real));
+    s->up = xcalloc(CHUNK * (size_t)c->hidden_dim, sizeof(real));
+    s->scores = xcalloc((size_t)s->cache_len, sizeof(real));
+    s->logits = xcalloc((size_t)c->vocab_size, sizeof(real));
+    s->rope_cos = xcalloc(CHUNK * ((size_t)c->head_dim / 2), sizeof(real));
+    s->rope_sin = xcalloc(CHUNK * ((size_t)c->head_dim / 2), sizeof(real));
+    /* MistralRotaryEmbedding: inv_freq[i] = 1 / theta^(2i/head_dim), in fp32 */
+    s->inv_freq = xcalloc((size_t)c->head_dim / 2, sizeof(real));
+    for (int i = 0; i < c->head_dim / 2; i++)
+        s->inv_freq[i] = 1 / pow((real)c->rope_theta, (real)(2 * i) / (real)c->head_dim);
+    s->kv_floats = size_mul(size_mul((size_t)c->n_layers, (size_t)s->cache_len), KV);
+    s->key_cache = xcalloc(s->kv_floats, sizeof(real));
+    s->value_cache = xcalloc(s->kv_floats, sizeof(real));
+    s->fast = NULL;
+    s->release = NULL;
+    if (kernels.prepare) kernels.prepare(s, c);
+}
+
+static void free_state(RunState *s) {
+    if (s->release) s->release(s);
+    real *bufs[] = {s->x,      s->xb,       s->q,        s->k,        s->v,       s->att_out,
+                     s->proj,   s->gate,     s->up,       s->scores,   s->logits,  s->rope_cos,
+                     s->rope_sin, s->inv_freq};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(s->key_cache);
+    free(s->value_cache);
+}
+
+/* ==========================================================================
  * The forward pass: MistralForCausalLM.forward for n (<= CHUNK) tokens at
  * positions pos .. pos+n-1, whose earlier positions are in the KV cache.
  * logits: NULL, or [n][vocab] (all = 1) or [vocab] for the last token only.
@@ -538,13 +508,13 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
         const LayerWeights *L = &w->layers[l];
 
         /* MistralDecoderLayer, first half: x = x + self_attn(input_layernorm(x)) */
-        rmsnorm(s->xb, s->x, L->input_layernorm, n, D, eps, dt);
+        kernels.rmsnorm(s->xb, s->x, L->input_layernorm, n, D, eps, dt);
         trace(tr, "input_layernorm", l, pos, s->xb, n, D);
-        matmul(s->q, s->xb, L->wq, n, D, q_dim, dt);
+        kernels.matmul(s->q, s->xb, L->q_proj, n, D, q_dim, dt);
         trace(tr, "self_attn.q_proj", l, pos, s->q, n, q_dim);
-        matmul(s->k, s->xb, L->wk, n, D, kv_dim, dt);
+        kernels.matmul(s->k, s->xb, L->k_proj, n, D, kv_dim, dt);
         trace(tr, "self_attn.k_proj", l, pos, s->k, n, kv_dim);
-        matmul(s->v, s->xb, L->wv, n, D, kv_dim, dt);
+        kernels.matmul(s->v, s->xb, L->v_proj, n, D, kv_dim, dt);
         trace(tr, "self_attn.v_proj", l, pos, s->v, n, kv_dim);
         for (int b = 0; b < n; b++) {
             const real *cs = s->rope_cos + (size_t)b * (hd / 2), *sn = s->rope_sin + (size_t)b * (hd / 2);
@@ -553,38 +523,38 @@ static void forward_chunk(Model *m, RunState *s, const int *tokens, int n, int p
         }
         trace(tr, "self_attn.q_rope", l, pos, s->q, n, q_dim);
         trace(tr, "self_attn.k_rope", l, pos, s->k, n, kv_dim);
-        attention(c, s, l, n, pos, tr);
+        kernels.attention(c, s, l, n, pos, tr);
         store_kv(c, s, l, n, pos);
         trace(tr, "self_attn.attn_output", l, pos, s->att_out, n, q_dim);
-        matmul(s->proj, s->att_out, L->wo, n, q_dim, D, dt);
+        kernels.matmul(s->proj, s->att_out, L->o_proj, n, q_dim, D, dt);
         trace(tr, "self_attn.o_proj", l, pos, s->proj, n, D);
-        add_in_place(s->x, s->proj, (size_t)n * D);
+        kernels.add_in_place(s->x, s->proj, (size_t)n * D);
 
         /* second half, MistralMLP: x = x + down_proj(act_fn(gate_proj(h)) * up_proj(h)),
          * h = post_attention_layernorm(x) (SwiGLU) */
-        rmsnorm(s->xb, s->x, L->post_attention_layernorm, n, D, eps, dt);
+        kernels.rmsnorm(s->xb, s->x, L->post_attention_layernorm, n, D, eps, dt);
         trace(tr, "post_attention_layernorm", l, pos, s->xb, n, D);
-        matmul(s->gate, s->xb, L->w_gate, n, D, F, dt);
+        kernels.matmul(s->gate, s->xb, L->gate_proj, n, D, F, dt);
         trace(tr, "mlp.gate_proj", l, pos, s->gate, n, F);
-        matmul(s->up, s->xb, L->w_up, n, D, F, dt);
+        kernels.matmul(s->up, s->xb, L->up_proj, n, D, F, dt);
         trace(tr, "mlp.up_proj", l, pos, s->up, n, F);
-        silu(s->gate, (size_t)n * F);
+        kernels.silu(s->gate, (size_t)n * F);
         trace(tr, "mlp.act_fn", l, pos, s->gate, n, F);
-        mul_in_place(s->gate, s->up, (size_t)n * F);
-        matmul(s->proj, s->gate, L->w_down, n, F, D, dt);
+        kernels.mul_in_place(s->gate, s->up, (size_t)n * F);
+        kernels.matmul(s->proj, s->gate, L->down_proj, n, F, D, dt);
         trace(tr, "mlp.down_proj", l, pos, s->proj, n, D);
-        add_in_place(s->x, s->proj, (size_t)n * D);
-        trace(tr, "", l, pos, s->x, n, D); /* the layer's output: model.layers.l */
+        kernels.add_in_place(s->x, s->proj, (size_t)n * D);
+        trace(tr, LAYER_OUTPUT, l, pos, s->x, n, D);
     }
 
     /* model.norm, then lm_head: the logits of the next token (only for the
      * positions whose logits are wanted) */
     int first = all || tr ? 0 : n - 1;
-    rmsnorm(s->xb + (size_t)first * D, s->x + (size_t)first * D, w->norm, n - first, D, eps, dt);
+    kernels.rmsnorm(s->xb + (size_t)first * D, s->x + (size_t)first * D, w->norm, n - first, D, eps, dt);
     trace(tr, "model.norm", -1, pos, s->xb, n, D);
     if (!logits) return;
     first = all ? 0 : n - 1;
-    matmul(logits, s->xb + (size_t)first * D, w->lm_head, n - first, D, c->vocab_size, dt);
+    kernels.matmul(logits, s->xb + (size_t)first * D, w->lm_head, n - first, D, c->vocab_size, dt);
     if (all) trace(tr, "lm_head", -1, pos, logits, n, c->vocab_size);
 }
 
@@ -1633,7 +1603,29 @@ static void fast_kv_cache_free(float *p, size_t floats) {
 #endif
 }
 
-static void fast_init(RunState *s, const Config *c) {
+/* What fast_prepare made (free_state calls it; then frees the rest) */
+static void fast_release(RunState *s) {
+    fast_kv_cache_free(s->key_cache, s->kv_floats);
+    fast_kv_cache_free(s->value_cache, s->kv_floats);
+    s->key_cache = s->value_cache = NULL;
+    if (!s->fast) return;
+    free(s->fast->scores);
+    free(s->fast->key_rows);
+    free(s->fast->value_rows);
+    free(s->fast->q_cols);
+    free(s->fast);
+    s->fast = NULL;
+}
+
+/* kernels.prepare: a run's KV cache in its own 2 MB pages (init_state's
+ * calloc'd caches are still untouched, so trading them costs nothing) and
+ * the attention's scratch */
+static void fast_prepare(RunState *s, const Config *c) {
+    free(s->key_cache);
+    s->key_cache = fast_kv_cache(s->kv_floats);
+    free(s->value_cache);
+    s->value_cache = fast_kv_cache(s->kv_floats);
+    s->release = fast_release;
     struct Fast *f = xcalloc(1, sizeof *f);
     f->threads = thread_count();
     f->key_slots = s->cache_len + 16; /* at most cache_len + 15 keys in a block of the prompt */
@@ -1647,14 +1639,36 @@ static void fast_init(RunState *s, const Config *c) {
     s->fast = f;
 }
 
-static void fast_free(RunState *s) {
-    if (!s->fast) return;
-    free(s->fast->scores);
-    free(s->fast->key_rows);
-    free(s->fast->value_rows);
-    free(s->fast->q_cols);
-    free(s->fast);
-    s->fast = NULL;
+/* --------------------------------------------------------------------------
+ * The fast twins in Part 1's kernel table. Where a twin declines (sizes it
+ * does not split, one row for rmsnorm_fast) the plain function runs; the
+ * attention's weights are handed out only by the plain attention (for
+ * --dump and explain). The table is filled before main runs (and in the
+ * tests, which include this file).
+ * -------------------------------------------------------------------------- */
+static void matmul_kernel(float *out, const float *x, const void *w, int batch, int n, int d, int dtype) {
+    if (!matmul_fast(out, x, w, batch, n, d, dtype)) matmul(out, x, w, batch, n, d, dtype);
+}
+static void rmsnorm_kernel(float *out, const float *x, const void *w, int rows, int n, float eps, int dtype) {
+    if (!rmsnorm_fast(out, x, w, rows, n, eps, dtype)) rmsnorm(out, x, w, rows, n, eps, dtype);
+}
+static void silu_kernel(float *x, size_t n) {
+    if (!silu_fast(x, n)) silu(x, n);
+}
+static void mul_kernel(float *x, const float *y, size_t n) {
+    if (!elementwise_fast(x, y, n, '*')) mul_in_place(x, y, n);
+}
+static void add_kernel(float *x, const float *y, size_t n) {
+    if (!elementwise_fast(x, y, n, '+')) add_in_place(x, y, n);
+}
+static void attention_kernel(const Config *c, RunState *s, int layer, int n, int pos, Trace *tr) {
+    if (tr && tr->weights) attention(c, s, layer, n, pos, tr);
+    else attention_fast(c, s, layer, n, pos);
+}
+
+__attribute__((constructor)) static void use_fast_kernels(void) {
+    kernels = (Kernels){matmul_kernel, rmsnorm_kernel, silu_kernel, mul_kernel, add_kernel, attention_kernel,
+                        fast_prepare};
 }
 #endif /* !RAKTN_PLAIN */
 
@@ -1776,14 +1790,14 @@ static uint64_t layout_weights(const Config *c, const char *base, Weights *w, in
     for (int l = 0; l < c->n_layers; l++) {
         LayerWeights *L = &w->layers[l];
         TENSOR(L->input_layernorm, 1, D);
-        TENSOR(L->wq, Q, D);
-        TENSOR(L->wk, KV, D);
-        TENSOR(L->wv, KV, D);
-        TENSOR(L->wo, D, Q);
+        TENSOR(L->q_proj, Q, D);
+        TENSOR(L->k_proj, KV, D);
+        TENSOR(L->v_proj, KV, D);
+        TENSOR(L->o_proj, D, Q);
         TENSOR(L->post_attention_layernorm, 1, D);
-        TENSOR(L->w_gate, F, D);
-        TENSOR(L->w_up, F, D);
-        TENSOR(L->w_down, D, F);
+        TENSOR(L->gate_proj, F, D);
+        TENSOR(L->up_proj, F, D);
+        TENSOR(L->down_proj, D, F);
     }
     TENSOR(w->norm, 1, D);
     if (c->tied) {
@@ -1857,10 +1871,12 @@ static void free_model(Model *m) {
  * weights become f16 for their products with the cached keys and values).
  * The rest stays exact, so a correct peer differs only by the order of its
  * float32 sums and the rare value its rounding puts on the other side of a
- * step (notes/verification.md, "Presets").
+ * step (notes/verification.md, "Presets"). Both take their place in Part
+ * 1's kernel table: kernels.matmul = matmul_rounded, kernels.attention =
+ * attention_f16kv.
  * -------------------------------------------------------------------------- */
 enum { ROUND_NONE, ROUND_BF16, ROUND_F16, ROUND_Q8_0, ROUND_Q8_K };
-static int peer_round = ROUND_NONE, peer_kv_f16 = 0;
+static int peer_round = ROUND_NONE;
 
 /* the float32 of v, rounded to bfloat16 (nearest even: GGML_FP32_TO_BF16) */
 static double round_bf16(double v) {
@@ -1910,10 +1926,11 @@ static void round_q8_k(real *x, int n) {
     }
 }
 
-static const real *peer_inputs(const real *x, int batch, int n) {
+/* kernels.matmul under --round: matmul() of the inputs rounded as the peer
+ * rounds them */
+static void matmul_rounded(real *out, const real *x, const void *w, int batch, int n, int d, int dtype) {
     static real *buf;
     static size_t cap;
-    if (peer_round == ROUND_NONE) return x;
     size_t len = (size_t)batch * n;
     if (len > cap) {
         free(buf);
@@ -1924,14 +1941,13 @@ static const real *peer_inputs(const real *x, int batch, int n) {
         buf[i] = peer_round == ROUND_BF16 ? round_bf16(x[i]) : peer_round == ROUND_F16 ? round_f16(x[i]) : x[i];
     for (int b = 0; b < batch && peer_round >= ROUND_Q8_0; b++)
         (peer_round == ROUND_Q8_0 ? round_q8_0 : round_q8_k)(buf + (size_t)b * n, n);
-    return buf;
+    matmul(out, buf, w, batch, n, d, dtype);
 }
 
 /* attention() with an f16 KV cache as llama.cpp computes it (flash attention
  * off): f16 keys times the f16 query, softmax (traced as computed), then the
  * f16 weights times the f16 values */
-static int peer_attention(const Config *c, RunState *s, int layer, int n, int pos, Trace *tr) {
-    if (!peer_kv_f16) return 0;
+static void attention_f16kv(const Config *c, RunState *s, int layer, int n, int pos, Trace *tr) {
     int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     for (int b = 0; b < n; b++) {
         int p = pos + b, first = first_key(c, p), n_keys = p - first + 1;
@@ -1954,7 +1970,6 @@ static int peer_attention(const Config *c, RunState *s, int layer, int n, int po
             }
         }
     }
-    return 1;
 }
 #endif
 
@@ -2719,8 +2734,8 @@ static void explain_lens(Explain *e, int layer, int pos, const real *x, int rows
     while (b0 < rows && e->row[pos + b0] < 0) b0++;
     while (b0 + cnt < rows && e->row[pos + b0 + cnt] >= 0) cnt++;
     if (!cnt) return;
-    rmsnorm(e->normed, x + (size_t)b0 * c->dim, w->norm, cnt, c->dim, c->rms_norm_eps, c->dtype);
-    matmul(e->logits, e->normed, w->lm_head, cnt, c->dim, c->vocab_size, c->dtype);
+    kernels.rmsnorm(e->normed, x + (size_t)b0 * c->dim, w->norm, cnt, c->dim, (real)c->rms_norm_eps, c->dtype);
+    kernels.matmul(e->logits, e->normed, w->lm_head, cnt, c->dim, c->vocab_size, c->dtype);
     for (int b = 0; b < cnt; b++) {
         size_t at = ((size_t)layer * e->n_rows + e->row[pos + b0 + b]) * e->k;
         top_guesses(e->logits + (size_t)b * c->vocab_size, c->vocab_size, e->k, e->lens_id + at, e->lens_p + at);
@@ -3623,9 +3638,10 @@ static void parse_args(Options *o, int argc, char **argv) {
             for (int k = 0; k < 5; k++)
                 if (!strcmp(v, r[k])) peer_round = k;
             if (peer_round < 0) bad_usage("--round wants none, bf16, f16, q8_0 or q8_k");
+            kernels.matmul = peer_round == ROUND_NONE ? matmul : matmul_rounded;
         } else if (!strcmp(a, "--kv")) {
             if (strcmp(v, "f16") && strcmp(v, "f32")) bad_usage("--kv wants f32 or f16");
-            peer_kv_f16 = !strcmp(v, "f16");
+            kernels.attention = !strcmp(v, "f16") ? attention_f16kv : attention;
         }
 #else
         else if (!strcmp(a, "--round") || !strcmp(a, "--kv")) bad_usage("%s is for raktn-truth (make truth)", a);

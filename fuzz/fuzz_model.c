@@ -95,14 +95,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int l = 0; l < c->n_layers; l++) {
         const LayerWeights *L = &m.weights.layers[l];
         TOUCH(L->input_layernorm, D);
-        TOUCH(L->wq, Q * D);
-        TOUCH(L->wk, KV * D);
-        TOUCH(L->wv, KV * D);
-        TOUCH(L->wo, D * Q);
+        TOUCH(L->q_proj, Q * D);
+        TOUCH(L->k_proj, KV * D);
+        TOUCH(L->v_proj, KV * D);
+        TOUCH(L->o_proj, D * Q);
         TOUCH(L->post_attention_layernorm, D);
-        TOUCH(L->w_gate, F * D);
-        TOUCH(L->w_up, F * D);
-        TOUCH(L->w_down, D * F);
+        TOUCH(L->gate_proj, F * D);
+        TOUCH(L->up_proj, F * D);
+        TOUCH(L->down_proj, D * F);
     }
     TOUCH(m.weights.norm, D);
     TOUCH(m.weights.lm_head, V * D);

@@ -287,14 +287,14 @@ START_TEST(test_long_generation_past_the_window) {
 }
 END_TEST
 
-/* The model run with Part 1's plain functions (plain_kernels = 1 in the
+/* The model run with Part 1's plain functions (the kernel table set to them in the
  * full build; the plain build runs them in test_logits_match_hf) against
  * HF: the definition itself meets the fixtures' tolerance. */
 #ifndef RAKTN_PLAIN
 START_TEST(test_plain_kernels_match_hf) {
-    plain_kernels = 1;
+    kernels = (Kernels)PLAIN_KERNELS;
     check_logits_match_hf(_i, "plain ");
-    plain_kernels = 0;
+    use_fast_kernels();
 }
 END_TEST
 #endif
@@ -436,14 +436,8 @@ START_TEST(test_plain_matmul) {
         uint64_t rng = 11 + k;
         random_weights(wh, wf, (size_t)n * d, &rng);
         for (int i = 0; i < n * batch; i++) x[i] = random_f32(&rng) - 0.5f;
-#ifndef RAKTN_PLAIN
-        plain_kernels = 1;
-#endif
         matmul(of, x, wf, batch, n, d, DTYPE_F32);
         matmul(oh, x, wh, batch, n, d, DTYPE_BF16);
-#ifndef RAKTN_PLAIN
-        plain_kernels = 0;
-#endif
         double e = matmul_error(of, wf, x, batch, n, d), tol = 1e-6;
         ck_assert_msg(e <= tol, "plain matmul n=%d: error %g of the magnitude > %g", n, e, tol);
         ck_assert_msg(memcmp(of, oh, (size_t)batch * d * 4) == 0, "plain matmul: bf16 and fp32 storage differ");
@@ -477,13 +471,7 @@ START_TEST(test_plain_softmax_silu) {
     float v[5] = {-20, -1, 0, 1, 20};
     double want[5];
     for (int i = 0; i < 5; i++) want[i] = v[i] / (1 + exp(-(double)v[i]));
-#ifndef RAKTN_PLAIN
-    plain_kernels = 1;
-#endif
     silu(v, 5);
-#ifndef RAKTN_PLAIN
-    plain_kernels = 0;
-#endif
     for (int i = 0; i < 5; i++)
         ck_assert_msg(fabs(v[i] - want[i]) <= 1e-6 * fabs(want[i]) + 1e-12, "silu(%d): %g vs %g", i, v[i], want[i]);
 }
@@ -562,11 +550,9 @@ START_TEST(test_attention_kernels) {
             if (kernel > 0) break;
             attention(&c, &st, 0, n, pos, NULL);
 #else
-            plain_kernels = kernel == 0;
             if (kernel == 0) attention(&c, &st, 0, n, pos, NULL);
             else if (kernel == 1) attention_rows(&c, &st, 0, n, pos);
             else attention_blocked(&c, &st, 0, n, pos);
-            plain_kernels = 0;
 #endif
             double worst = 0;
             for (int i = 0; i < n * q_dim; i++) worst = fmax(worst, fabs(st.att_out[i] - ref[i]));
@@ -772,24 +758,18 @@ START_TEST(test_elementwise_twins_are_exact) {
     for (int i = 0; i < N; i++) a[i] = b[i] = 60 * random_f32(&rng) - 30, y[i] = random_f32(&rng) - 0.5f;
     for (int i = 0; i < DIM; i++) wn[i] = random_f32(&rng) + 0.5f;
     ck_assert(silu_fast(a, N));
-    plain_kernels = 1;
     silu(b, N);
-    plain_kernels = 0;
     ck_assert_msg(memcmp(a, b, sizeof a) == 0, "silu_fast differs from silu");
     const char ops[] = {'*', '+'};
     for (int k = 0; k < 2; k++) {
         ck_assert(elementwise_fast(a, y, N, ops[k]));
-        plain_kernels = 1;
         if (ops[k] == '*') mul_in_place(b, y, N);
         else add_in_place(b, y, N);
-        plain_kernels = 0;
         ck_assert_msg(memcmp(a, b, sizeof a) == 0, "elementwise_fast '%c' differs from its plain twin", ops[k]);
     }
     static float na[ROWS * DIM], nb[ROWS * DIM];
     ck_assert(rmsnorm_fast(na, y, wn, ROWS, DIM, 1e-5f, DTYPE_F32));
-    plain_kernels = 1;
     rmsnorm(nb, y, wn, ROWS, DIM, 1e-5f, DTYPE_F32);
-    plain_kernels = 0;
     ck_assert_msg(memcmp(na, nb, sizeof na) == 0, "rmsnorm_fast differs from rmsnorm");
 }
 END_TEST
