@@ -2142,8 +2142,8 @@ static void hold_signals(int hold, sigset_t *old) {
     sigset_t set;
     sigemptyset(&set);
     for (int i = 0; i < N_CAUGHT; i++) sigaddset(&set, caught_signals[i]);
-    if (hold) sigprocmask(SIG_BLOCK, &set, old);
-    else sigprocmask(SIG_SETMASK, old, NULL);
+    if (hold) pthread_sigmask(SIG_BLOCK, &set, old);
+    else pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
 /* At startup. A signal ignored when raktn starts (nohup's SIGHUP) stays
@@ -2219,7 +2219,7 @@ static void note_input(const char *path) {
 }
 
 /* The outputs named on the command line (-o, --hidden), once opened */
-static PathId named[2];
+static PathId named[8];
 static int n_named;
 
 typedef struct { FILE *f; const char *path; const char *tmp; } OutFile;
@@ -2284,7 +2284,7 @@ static void out_open(OutFile *o, const char *path, int named_output) {
         if (!o->f) die("%s: cannot open (%s)", tmp, strerror(errno));
         o->tmp = tmp;
     }
-    if (named_output && n_named < 2) named[n_named++] = id;
+    if (named_output && n_named < 8) named[n_named++] = id;
 }
 
 static void out_write(OutFile *o, const void *buf, size_t size) {
