@@ -1715,52 +1715,61 @@ static uint64_t add_u64(uint64_t a, uint64_t b, int *ok) {
 }
 
 /* Parse and check the header. Returns NULL if it is sound, else a message. */
+/* The header's fields at their byte offsets: notes/format.md's table (and
+ * export/export.py's HEADER_FIELDS) */
+enum {
+    H_VERSION = 8, H_DTYPE = 12, H_DIM = 16, H_HIDDEN_DIM = 20, H_N_LAYERS = 24, H_N_HEADS = 28, H_N_KV_HEADS = 32,
+    H_HEAD_DIM = 36, H_VOCAB_SIZE = 40, H_MAX_SEQ_LEN = 44, H_SLIDING_WINDOW = 48, H_BOS_ID = 52, H_EOS_ID = 56,
+    H_TIED = 60, H_ROPE_THETA = 64, H_RMS_NORM_EPS = 68, H_DATA_OFFSET = 72, H_FILE_SIZE = 80,
+    H_ROPE_THETA_EXACT = 88, H_RMS_NORM_EPS_EXACT = 96
+};
+
 static const char *parse_header(const unsigned char *h, Config *c, uint64_t *data_offset,
                                 uint64_t *file_size) {
     if (memcmp(h, MODEL_MAGIC, 8) != 0) return "not a raktn model file (bad magic; export it with export/export.py)";
-    if (rd_u32(h + 8) != MODEL_VERSION) return "unsupported model.bin version (re-export with this raktn's export.py)";
-    uint32_t f[13];
-    for (int i = 0; i < 13; i++) f[i] = rd_u32(h + 12 + 4 * i);
-    if (f[0] != DTYPE_F32 && f[0] != DTYPE_BF16) return "unknown weight dtype in header";
-    c->dtype = (int)f[0];
-    /* generous limits, far above any real model, that keep all index math in int */
-    const uint32_t lim[9] = {1 << 16, 1 << 20, 1 << 12, 1 << 12, 1 << 12, 1 << 12, 1 << 24, 1 << 24, 1 << 24};
-    const char *names[9] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "head_dim",
-                            "vocab_size", "max_seq_len", "sliding_window"};
-    for (int i = 0; i < 9; i++) {
-        uint32_t lo = (i == 8) ? 0 : 1;
-        if (f[1 + i] < lo || f[1 + i] > lim[i]) {
+    if (rd_u32(h + H_VERSION) != MODEL_VERSION) return "unsupported model.bin version (re-export with this raktn's export.py)";
+    uint32_t dtype = rd_u32(h + H_DTYPE);
+    if (dtype != DTYPE_F32 && dtype != DTYPE_BF16) return "unknown weight dtype in header";
+    c->dtype = (int)dtype;
+    /* the shape, within generous limits far above any real model that keep
+     * all index math in int */
+    const struct { const char *name; int at; uint32_t lo, hi; int *field; } shape[] = {
+        {"dim", H_DIM, 1, 1 << 16, &c->dim},
+        {"hidden_dim", H_HIDDEN_DIM, 1, 1 << 20, &c->hidden_dim},
+        {"n_layers", H_N_LAYERS, 1, 1 << 12, &c->n_layers},
+        {"n_heads", H_N_HEADS, 1, 1 << 12, &c->n_heads},
+        {"n_kv_heads", H_N_KV_HEADS, 1, 1 << 12, &c->n_kv_heads},
+        {"head_dim", H_HEAD_DIM, 1, 1 << 12, &c->head_dim},
+        {"vocab_size", H_VOCAB_SIZE, 1, 1 << 24, &c->vocab_size},
+        {"max_seq_len", H_MAX_SEQ_LEN, 1, 1 << 24, &c->max_seq_len},
+        {"sliding_window", H_SLIDING_WINDOW, 0, 1 << 24, &c->sliding_window},
+    };
+    for (size_t i = 0; i < sizeof shape / sizeof shape[0]; i++) {
+        uint32_t v = rd_u32(h + shape[i].at);
+        if (v < shape[i].lo || v > shape[i].hi) {
             static char msg[96];
-            snprintf(msg, sizeof msg, "header field %s = %u is out of range", names[i], f[1 + i]);
+            snprintf(msg, sizeof msg, "header field %s = %u is out of range", shape[i].name, v);
             return msg;
         }
+        *shape[i].field = (int)v;
     }
-    c->dim = (int)f[1];
-    c->hidden_dim = (int)f[2];
-    c->n_layers = (int)f[3];
-    c->n_heads = (int)f[4];
-    c->n_kv_heads = (int)f[5];
-    c->head_dim = (int)f[6];
-    c->vocab_size = (int)f[7];
-    c->max_seq_len = (int)f[8];
-    c->sliding_window = (int)f[9];
-    c->bos_id = (int32_t)f[10];
-    c->eos_id = (int32_t)f[11];
-    c->tied = (int)f[12];
+    c->bos_id = (int32_t)rd_u32(h + H_BOS_ID);
+    c->eos_id = (int32_t)rd_u32(h + H_EOS_ID);
+    c->tied = (int)rd_u32(h + H_TIED);
     /* rope_theta and rms_norm_eps as float32 (the fp32 builds compute with
      * these, as transformers does) and exactly as config.json gives them
-     * (float64, in bytes the first exporters left zero): the truth build
+     * (float64; 0 in files from before those fields): the truth build
      * computes with those, which must round to the float32 values */
-    float theta32 = rd_f32(h + 64), eps32 = rd_f32(h + 68);
-    double theta64 = rd_f64(h + 88), eps64 = rd_f64(h + 96);
+    float theta32 = rd_f32(h + H_ROPE_THETA), eps32 = rd_f32(h + H_RMS_NORM_EPS);
+    double theta64 = rd_f64(h + H_ROPE_THETA_EXACT), eps64 = rd_f64(h + H_RMS_NORM_EPS_EXACT);
     if (!is_finite(theta32) || !(theta32 > 0)) return "rope_theta is not a positive number";
     if (!is_finite(eps32) || !(eps32 > 0 && eps32 < 1)) return "rms_norm_eps is not in (0, 1)";
     if ((theta64 != 0 && (float)theta64 != theta32) || (eps64 != 0 && (float)eps64 != eps32))
         return "rope_theta or rms_norm_eps as float64 does not round to its float32 value";
     c->rope_theta = theta64 != 0 ? theta64 : theta32;
     c->rms_norm_eps = eps64 != 0 ? eps64 : eps32;
-    *data_offset = rd_u64(h + 72);
-    *file_size = rd_u64(h + 80);
+    *data_offset = rd_u64(h + H_DATA_OFFSET);
+    *file_size = rd_u64(h + H_FILE_SIZE);
     if (c->n_heads % c->n_kv_heads) return "n_heads is not a multiple of n_kv_heads";
     if (c->head_dim % 2) return "head_dim is odd (RoPE needs pairs)";
     if ((int64_t)c->n_heads * c->head_dim > (1 << 20)) return "n_heads * head_dim is too large";

@@ -42,13 +42,14 @@ import io
 import os
 import re
 import statistics
-import struct
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.path.join(ROOT, "bench", "work")
+sys.path.insert(0, os.path.join(ROOT, "export"))
+import export  # noqa: E402  (export/export.py: model.bin's header)
 MODELS = {  # name -> make_checkpoint.py shape arguments
     "1b": dict(hidden=2048, layers=16, heads=16, kv=4, inter=7168),
     "7b2l": dict(hidden=4096, layers=2, heads=32, kv=8, inter=14336),
@@ -92,19 +93,16 @@ def ensure_model(name):
 
 
 def header(path):
-    """The model.bin header fields bench needs (notes/format.md)."""
+    """The model.bin header's fields (export/export.py's HEADER_FIELDS)."""
     with open(path, "rb") as f:
-        h = f.read(88)
-    f = struct.unpack("<13I", h[12:64])
-    return dict(dtype=f[0], dim=f[1], hidden_dim=f[2], n_layers=f[3], n_heads=f[4], n_kv_heads=f[5],
-                head_dim=f[6], vocab=f[7], tied=f[12], file_size=struct.unpack("<Q", h[80:88])[0])
+        return export.unpack_header(f.read(256))
 
 
 def bytes_per_token(h, mean_pos):
     """Bytes one decode step reads: all weights but the embedding table, one
     embedding row, and keys+values of mean_pos positions in every layer."""
     es = 4 if h["dtype"] == 0 else 2
-    emb = h["vocab"] * h["dim"] * es
+    emb = h["vocab_size"] * h["dim"] * es
     kv = 2 * h["n_layers"] * mean_pos * h["n_kv_heads"] * h["head_dim"] * 4
     weights = h["file_size"] - 256 - (0 if h["tied"] else emb) + h["dim"] * es
     return weights + kv
@@ -165,7 +163,7 @@ def flops_per_token(h, mean_pos):
     its last position only), and 2 x 2 per query-key and weight-value
     multiply-add of attention over mean_pos keys."""
     es = 4 if h["dtype"] == 0 else 2
-    matrices = (h["file_size"] - 256) / es - h["vocab"] * h["dim"] * (1 if h["tied"] else 2)
+    matrices = (h["file_size"] - 256) / es - h["vocab_size"] * h["dim"] * (1 if h["tied"] else 2)
     attention = 4 * h["n_layers"] * h["n_heads"] * h["head_dim"] * mean_pos
     return 2 * matrices + attention
 

@@ -83,6 +83,9 @@ import re
 import struct
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import export  # noqa: E402  (beside this file: model.bin's header, HEADER_FIELDS)
+
 try:
     import numpy as np
 except ImportError:  # stdlib path
@@ -726,9 +729,6 @@ def dump_names(folder):
 # module's tolerance is tight at any depth, and a fault is named where it is.
 ROUNDING = {"fp32": (None, False), "f16kv": (None, True), "bf16": ("bf16", False),
             "q8": ("q8_0", False), "q4_k": ("q8_k", False)}
-MODEL_FIELDS = ("version", "dtype", "dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "head_dim",
-                "vocab_size", "max_seq_len", "sliding_window", "bos_id", "eos_id", "tied", "rope_theta",
-                "rms_norm_eps", "data_offset", "file_size")
 
 
 class Model:
@@ -742,10 +742,9 @@ class Model:
             raise UsageError(f"{path}: {e.strerror}")
         if len(h) < 256 or h[:8] != b"raktnMDL":
             raise UsageError(f"{path}: not a raktn model.bin")
-        self.c = dict(zip(MODEL_FIELDS, struct.unpack_from("<IIIIIIIIIIIiiIffQQ", h, 8)))
-        t64, e64 = struct.unpack_from("<dd", h, 88)
-        self.theta = t64 or self.c["rope_theta"]
-        self.eps = e64 or self.c["rms_norm_eps"]
+        self.c = export.unpack_header(h)
+        self.theta = self.c["rope_theta_exact"] or self.c["rope_theta"]
+        self.eps = self.c["rms_norm_eps_exact"] or self.c["rms_norm_eps"]
         self.path, self.raw = path, raw
         c = self.c
         es = 4 if c["dtype"] == 0 else 2
@@ -1217,7 +1216,6 @@ def fail_hint(items):
         return None
     by_name = {it["name"]: it for it in items}
     name, layer, sub = first["name"], first["layer"], _sub(first["name"])
-    f = first["first"]
     bad_pos = [p for p, v in enumerate(first["per_position"]) if not v <= first["tol"]]
 
     def passes(s):

@@ -55,6 +55,20 @@ VERSION = 1
 HEADER_SIZE = 256          # bytes; the tensors start here
 ALIGN = 64                 # every tensor starts at a multiple of 64 bytes
 DTYPE_CODES = {"f32": 0, "bf16": 1}
+# model.bin's header after the magic, field by field (name, struct code):
+# notes/format.md's table; raktn.c's parse_header reads the same offsets
+HEADER_FIELDS = (
+    ("version", "I"), ("dtype", "I"), ("dim", "I"), ("hidden_dim", "I"), ("n_layers", "I"),
+    ("n_heads", "I"), ("n_kv_heads", "I"), ("head_dim", "I"), ("vocab_size", "I"),
+    ("max_seq_len", "I"), ("sliding_window", "I"), ("bos_id", "i"), ("eos_id", "i"),
+    ("tied", "I"), ("rope_theta", "f"), ("rms_norm_eps", "f"), ("data_offset", "Q"),
+    ("file_size", "Q"), ("rope_theta_exact", "d"), ("rms_norm_eps_exact", "d"))
+HEADER_FORMAT = "<" + "".join(code for _, code in HEADER_FIELDS)
+
+
+def unpack_header(h):
+    """{field: value} of a model.bin header (bytes 8 on; the magic unchecked)"""
+    return dict(zip((name for name, _ in HEADER_FIELDS), struct.unpack_from(HEADER_FORMAT, h, 8)))
 CHUNK = 8 << 20            # bytes of source read at a time
 
 # safetensors dtypes we can widen exactly to fp32, with their element size
@@ -283,22 +297,21 @@ def check_model_header(h, where):
         raise ExportError(f"{where}: raktn would refuse it: {msg}")
     if h[:8] != MAGIC:
         bad("bad magic")
-    if struct.unpack_from("<I", h, 8)[0] != VERSION:
+    f = unpack_header(h)
+    if f["version"] != VERSION:
         bad("unsupported version")
-    f = struct.unpack_from("<13I", h, 12)
-    if f[0] not in DTYPE_CODES.values():
+    if f["dtype"] not in DTYPE_CODES.values():
         bad("unknown weight dtype")
-    names = ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "head_dim",
-             "vocab_size", "max_seq_len", "sliding_window")
-    for i, name in enumerate(names):
+    for name in ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "head_dim",
+                 "vocab_size", "max_seq_len", "sliding_window"):
         _, lo, hi = LIMITS[name]
-        if not lo <= f[1 + i] <= hi:
-            bad(f"header field {name} = {f[1 + i]} is out of range")
-    dim, hidden, layers, heads, kv, hd, vocab = f[1:8]
-    bos, eos = (v - (1 << 32) if v >= 1 << 31 else v for v in f[10:12])
-    theta, eps = struct.unpack_from("<ff", h, 64)
-    data_offset, file_size = struct.unpack_from("<QQ", h, 72)
-    theta64, eps64 = struct.unpack_from("<dd", h, 88)
+        if not lo <= f[name] <= hi:
+            bad(f"header field {name} = {f[name]} is out of range")
+    dim, hidden, layers, heads, kv, hd, vocab = (f[k] for k in ("dim", "hidden_dim", "n_layers", "n_heads",
+                                                                 "n_kv_heads", "head_dim", "vocab_size"))
+    bos, eos, theta, eps = f["bos_id"], f["eos_id"], f["rope_theta"], f["rms_norm_eps"]
+    data_offset, file_size = f["data_offset"], f["file_size"]
+    theta64, eps64 = f["rope_theta_exact"], f["rms_norm_eps_exact"]
     if heads % kv:
         bad("n_heads is not a multiple of n_kv_heads")
     if hd % 2:
@@ -307,7 +320,7 @@ def check_model_header(h, where):
         bad("n_heads * head_dim is too large")
     if not -1 <= bos < vocab or not -1 <= eos < vocab:
         bad("bos_id or eos_id is outside the vocabulary")
-    if f[12] not in (0, 1):
+    if f["tied"] not in (0, 1):
         bad("tied flag is neither 0 nor 1")
     if not (theta > 0 and math.isfinite(theta)):
         bad("rope_theta is not a positive number")
@@ -317,13 +330,13 @@ def check_model_header(h, where):
         bad("rope_theta or rms_norm_eps as float64 does not round to its float32 value")
     if data_offset != HEADER_SIZE:
         bad("tensor data offset is not 256")
-    esize = 4 if f[0] == DTYPE_CODES["f32"] else 2
+    esize = 4 if f["dtype"] == DTYPE_CODES["f32"] else 2
     q, kvd = heads * hd, kv * hd
     per_layer = [dim, q * dim, kvd * dim, kvd * dim, dim * q, dim, hidden * dim,
                  hidden * dim, dim * hidden]
     size = HEADER_SIZE + padded(vocab * dim * esize) \
         + layers * sum(padded(n * esize) for n in per_layer) + padded(dim * esize) \
-        + (0 if f[12] else padded(vocab * dim * esize))
+        + (0 if f["tied"] else padded(vocab * dim * esize))
     if size >= 1 << 64:
         bad("tensor sizes overflow 64 bits")
     if file_size != size:
@@ -537,16 +550,11 @@ def count_nonfinite(data, esize):
 
 
 def header_bytes(c, dtype, file_size):
-    h = MAGIC + struct.pack(
-        "<IIIIIIIIIIIiiIffQQ",
-        VERSION, DTYPE_CODES[dtype],
-        c["dim"], c["hidden_dim"], c["n_layers"], c["n_heads"], c["n_kv_heads"],
-        c["head_dim"], c["vocab_size"], c["max_seq_len"], c["sliding_window"],
-        c["bos_id"], c["eos_id"], 1 if c["tied"] else 0,
-        c["rope_theta"], c["rms_norm_eps"],
-        HEADER_SIZE, file_size)
-    # the same two exactly (float64), for the truth build; 0 = not given
-    h += struct.pack("<dd", c.get("rope_theta64", 0.0), c.get("rms_norm_eps64", 0.0))
+    values = dict(c, version=VERSION, dtype=DTYPE_CODES[dtype], tied=1 if c["tied"] else 0,
+                  data_offset=HEADER_SIZE, file_size=file_size,
+                  # theta and eps exactly (float64), for the truth build; 0 = not given
+                  rope_theta_exact=c.get("rope_theta64", 0.0), rms_norm_eps_exact=c.get("rms_norm_eps64", 0.0))
+    h = MAGIC + struct.pack(HEADER_FORMAT, *(values[name] for name, _ in HEADER_FIELDS))
     return h + bytes(HEADER_SIZE - len(h))
 
 
