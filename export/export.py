@@ -1007,11 +1007,6 @@ def export(args, out, info):
         if not_bf16:
             raise ExportError(f"{found[not_bf16[0]][0]}: --dtype bf16 is lossless only for a "
                               f"bf16 checkpoint; '{not_bf16[0]}' is {found[not_bf16[0]][1]}")
-    esize = 4 if args.dtype == "f32" else 2
-    file_size = HEADER_SIZE + sum(padded(numel(s) * esize) for _, s in plan)
-    header = header_bytes(c, args.dtype, file_size)
-    check_model_header(header, f"{c['path']} (the model.bin made from it)")
-
     try:
         tok = te.build_tokenizer(hf_dir)
     except ValueError as e:
@@ -1019,41 +1014,7 @@ def export(args, out, info):
         raise ExportError(msg if msg.startswith(hf_dir) else f"{hf_dir}: tokenizer: {msg}")
     except OSError as e:
         raise ExportError(f"{e.filename or hf_dir}: cannot read ({e.strerror or e})")
-    model_bin, tok_bin = out.path("model.bin"), out.path("tokenizer.bin")
-    if tok is not None:
-        n_pieces = struct.unpack_from("<I", tok[0], 12)[0]
-        if n_pieces > c["vocab_size"]:
-            raise ExportError(f"{c['path']}: vocab_size {c['vocab_size']} is smaller than the "
-                              f"{n_pieces} pieces of {tok[1]}; raktn refuses a tokenizer larger "
-                              "than the model's vocabulary")
-    out.check_targets([model_bin] + ([tok_bin] if tok else []))
-    if tok is None:
-        info["notes"].append(f"export: warning: {hf_dir} has no tokenizer.json or "
-                             "tokenizer.model; no tokenizer.bin written")
-        if os.path.lexists(tok_bin):
-            check_stale_tokenizer(tok_bin, c, info)
-
-    out.make_dirs()
-    out.lock()
-    test_point("mkdir")
-    if tok is not None:
-        write_tokenizer(out, tok_bin, tok[0])
-        test_point("tokenizer-tmp")
-    total_in = sum(found[n][4] - found[n][3] for n, _ in plan)
-    t0 = time.monotonic()
-    nonfinite = []
-    write_model(out, model_bin, c, plan, found, args.dtype, header, file_size,
-                Progress(total_in, args.quiet), nonfinite)
-    test_point("after-model")
-    out.commit(([tok_bin] if tok else []) + [model_bin])
-    dt = time.monotonic() - t0
-    info["done"] = [
-        f"export: wrote {model_bin} ({file_size} bytes, {args.dtype}; {c['n_layers']} layers, "
-        f"dim {c['dim']}, vocab {c['vocab_size']}) in {dt:.1f} s, "
-        f"{total_in / 1e6 / max(dt, 1e-9):.1f} MB/s of input"]
-    if tok is not None:
-        info["done"].append(f"export: wrote {tok_bin} from {tok[1]} ({tok[2]})")
-    info["notes"] = c["notes"] + info["notes"] + nonfinite
+    write_export(args, out, info, c, plan, found, tok, c["path"], "no tokenizer.json or tokenizer.model")
 
 
 def export_gguf(args, out, info):
@@ -1078,37 +1039,54 @@ def export_gguf(args, out, info):
     if gguf.C_DEQUANT is None and any(found[n][1].type in gguf.PER_BLOCK for n, _ in plan):
         log("export: note: export/gguf_dequant.so is not built (make): dequantizing in Python, "
             "~0.3 us a weight (a 7B: most of an hour)")
+    types = {}
+    for n, _ in plan:
+        types[found[n][1].type_name] = types.get(found[n][1].type_name, 0) + 1
+    write_export(args, out, info, c, plan, found, tok, path, "no tokenizer.ggml.* vocabulary",
+                 "; from GGUF tensors " + ", ".join(f"{k} x{v}" for k, v in sorted(types.items())))
+
+
+def write_export(args, out, info, c, plan, found, tok, source, no_tokenizer, detail=""):
+    """What every export does once its source is read and checked: the
+    header checked as raktn will check it, the output paths, then the two
+    temporaries written and renamed together. tok: tokenizer.bin's bytes,
+    where they came from and a summary, or None."""
     esize = 4 if args.dtype == "f32" else 2
     file_size = HEADER_SIZE + sum(padded(numel(s) * esize) for _, s in plan)
     header = header_bytes(c, args.dtype, file_size)
-    check_model_header(header, f"{path} (the model.bin made from it)")
+    check_model_header(header, f"{source} (the model.bin made from it)")
     model_bin, tok_bin = out.path("model.bin"), out.path("tokenizer.bin")
+    if tok is not None:
+        n_pieces = struct.unpack_from("<I", tok[0], 12)[0]
+        if n_pieces > c["vocab_size"]:
+            raise ExportError(f"{source}: vocab_size {c['vocab_size']} is smaller than the "
+                              f"{n_pieces} pieces of {tok[1]}; raktn refuses a tokenizer larger "
+                              "than the model's vocabulary")
     out.check_targets([model_bin] + ([tok_bin] if tok else []))
     if tok is None:
-        info["notes"].append(f"export: warning: {path} has no tokenizer.ggml.* vocabulary; "
+        info["notes"].append(f"export: warning: {c.get('hf_dir', source)} has {no_tokenizer}; "
                              "no tokenizer.bin written")
         if os.path.lexists(tok_bin):
             check_stale_tokenizer(tok_bin, c, info)
+
     out.make_dirs()
     out.lock()
+    test_point("mkdir")
     if tok is not None:
         write_tokenizer(out, tok_bin, tok[0])
+        test_point("tokenizer-tmp")
     total_in = sum(found[n][4] - found[n][3] for n, _ in plan)
     t0 = time.monotonic()
     nonfinite = []
     write_model(out, model_bin, c, plan, found, args.dtype, header, file_size,
                 Progress(total_in, args.quiet), nonfinite)
+    test_point("after-model")
     out.commit(([tok_bin] if tok else []) + [model_bin])
     dt = time.monotonic() - t0
-    types = {}
-    for n, _ in plan:
-        t = found[n][1]
-        types[t.type_name] = types.get(t.type_name, 0) + 1
     info["done"] = [
         f"export: wrote {model_bin} ({file_size} bytes, {args.dtype}; {c['n_layers']} layers, "
-        f"dim {c['dim']}, vocab {c['vocab_size']}; from GGUF tensors "
-        + ", ".join(f"{k} x{v}" for k, v in sorted(types.items()))
-        + f") in {dt:.1f} s, {total_in / 1e6 / max(dt, 1e-9):.1f} MB/s of input"]
+        f"dim {c['dim']}, vocab {c['vocab_size']}{detail}) in {dt:.1f} s, "
+        f"{total_in / 1e6 / max(dt, 1e-9):.1f} MB/s of input"]
     if tok is not None:
         info["done"].append(f"export: wrote {tok_bin} from {tok[1]} ({tok[2]})")
     info["notes"] = c["notes"] + info["notes"] + nonfinite
