@@ -271,7 +271,8 @@ MUTANTS = [
     dict(id="N11", file="raktn.c", cls="config: no BOS", desc="chat's first turn gets BOS whatever the tokenizer says",
          old="(size_t)tlen, turn == 0 && tokenizer_add_bos(tok),", new="(size_t)tlen, turn == 0,"),
     dict(id="N12", file="raktn.c", cls="config: header", desc="raktn ignores the file's sliding window",
-         old="c->sliding_window = (int)f[9];", new="c->sliding_window = 0;"),
+         old="{\"sliding_window\", H_SLIDING_WINDOW, 0, 1 << 24, &c->sliding_window},",
+         new="{\"sliding_window\", H_SLIDING_WINDOW + 200, 0, 1 << 24, &c->sliding_window},"),  # a reserved (zero) word
     # -- output files read back (tests/test_outputs.py, test_model's read_npy)
     dict(id="O1", file="raktn.c", cls="outputs: combined", desc="--dump with --hidden: the hidden file all zeros",
          old="c->n_heads, o->hidden_path ? &hs.trace : NULL};", new="c->n_heads, NULL};"),
@@ -355,6 +356,16 @@ def makefile_tests():
     sys.exit("mutate.py: no TESTS line in the Makefile")
 
 
+def makefile_robust_aids():
+    """what tests/test_robust.c runs besides ./raktn (the Makefile's ROBUST_AIDS)"""
+    with open(os.path.join(ROOT, "Makefile")) as f:
+        for line in f:
+            m = re.match(r"^ROBUST_AIDS\s*=\s*(.*)$", line)
+            if m:
+                return m.group(1).split()
+    return []
+
+
 def python_tests(scratch):
     d = os.path.join(scratch, "tests")
     return sorted("tests/" + f for f in os.listdir(d) if f.startswith("test_") and f.endswith(".py"))
@@ -379,6 +390,7 @@ def make_scratch(keep):
     if not os.path.isdir(os.path.join(work, "models")):
         sys.exit("mutate.py: tests/work/models is missing: run `make test` (or tests/prepare.sh) once first")
     scratch = tempfile.mkdtemp(prefix="raktn-mutate-")
+    os.chmod(scratch, 0o755)    # test_robust runs ./raktn as nobody when root
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            capture_output=True, check=True).stdout.decode().split("\0")
     for rel in files:
@@ -448,7 +460,7 @@ def run_suite(scratch, tests, timeout, stop_first=True):
 
 
 def build(scratch, tests):
-    r = subprocess.run(["make", "-s", "-j2", "raktn", "raktn-plain", "raktn-truth"] + tests, cwd=scratch, capture_output=True, text=True,
+    r = subprocess.run(["make", "-s", "-j2", "raktn", "raktn-plain", "raktn-truth"] + makefile_robust_aids() + tests, cwd=scratch, capture_output=True, text=True,
                        errors="replace")
     return r.returncode == 0, r.stdout + r.stderr
 
