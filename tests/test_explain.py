@@ -268,11 +268,13 @@ class Explain(unittest.TestCase):
         lm_head of --hidden's layer outputs (here in float64), the output is
         -m logits' rows, the attention is --dump's, at positions on both
         sides of the chunk boundary"""
-        g = json.load(open(os.path.join(FIX, "stories260K.greedy.json")))
+        with open(os.path.join(FIX, "stories260K.greedy.json")) as f:
+            g = json.load(f)
         ids = ((g["prompt"] + g["greedy"]) * 2)[:150]
         ids_s = " ".join(map(str, ids))
         d = self.tmp
-        got = json.loads(open(self.run_json(ids_s, "chunks.json")).read())
+        with open(self.run_json(ids_s, "chunks.json")) as f:
+            got = json.load(f)
         run(["./raktn", model_path("stories260K"), "-m", "logits", "--ids", ids_s, "-o", f"{d}/c.npy",
              "--hidden", f"{d}/c.hidden.npy", "--dump", f"{d}/cdump"])
         W = read_safetensors(os.path.join(STORIES_HF, "model.safetensors"))

@@ -902,18 +902,35 @@ START_TEST(test_replaced_file_keeps_mode) {
     ck_assert(stat(TMP "/p600.f32", &st) == 0 && st.st_size == 2 * 512 * 4);
     ck_assert_msg((st.st_mode & 07777) == 0600, "mode %o", st.st_mode & 07777);
 
-    mkdir(TMP "/ro", 0777);
-    chmod(TMP "/ro", 0777); /* (whatever the umask) */
-    write_bytes(TMP "/ro/r444.f32", "keep", 4);
-    chmod(TMP "/ro/r444.f32", 0444);
+    /* As root (CI) the run is nobody's, so raktn, the model and the folder
+     * go where nobody can reach them whatever the checkout's permissions:
+     * a folder of /tmp open to all */
     int root = geteuid() == 0;
-    if (root) ck_assert(chown(TMP "/ro/r444.f32", 65534, 65534) == 0);
-    const char *a2[] = {"./raktn", SW8, "-m", "logits", "--ids", "1 2", "-o", TMP "/ro/r444.f32", NULL};
+    char dir[] = "/tmp/raktn-nobody-XXXXXX", bin[64], model[64], ro[64], file[80];
+    ck_assert(mkdtemp(dir) != NULL);
+    chmod(dir, 0755);
+    snprintf(bin, sizeof bin, "%s/raktn", dir), snprintf(model, sizeof model, "%s/model.bin", dir);
+    snprintf(ro, sizeof ro, "%s/ro", dir), snprintf(file, sizeof file, "%s/ro/r444.f32", dir);
+    const char *copies[2][2] = {{"./raktn", bin}, {SW8, model}};
+    for (int i = 0; i < 2; i++) {
+        size_t len;
+        char *data = tu_read_file(copies[i][0], &len);
+        ck_assert(data);
+        write_bytes(copies[i][1], data, len);
+        free(data);
+    }
+    chmod(bin, 0755), chmod(model, 0644);
+    mkdir(ro, 0777);
+    chmod(ro, 0777); /* (whatever the umask) */
+    write_bytes(file, "keep", 4);
+    chmod(file, 0444);
+    if (root) ck_assert(chown(file, 65534, 65534) == 0);
+    const char *a2[] = {bin, model, "-m", "logits", "--ids", "1 2", "-o", file, NULL};
     r = run_setup(NULL, 0, a2, root ? become_nobody : NULL, NULL);
     assert_failure(&r, 1, "r444.f32: will not replace it (Permission denied)");
     result_free(&r);
-    assert_file_is(TMP "/ro/r444.f32", "keep");
-    unlink(TMP "/ro/r444.f32");
+    assert_file_is(file, "keep");
+    unlink(file), rmdir(ro), unlink(bin), unlink(model), rmdir(dir);
 }
 END_TEST
 

@@ -628,7 +628,9 @@ START_TEST(test_load_time) {
 #if defined(__SANITIZE_ADDRESS__) || defined(TOK_SANITIZED) || !defined(__OPTIMIZE__)
     ck_assert(best < 2000);       /* sanitizers / -O0: only a sanity bound */
 #else
-    ck_assert(best < 50);
+    /* 15-50 ms of CPU measured (AMD EPYC, idle to load 9: shared caches
+     * still slow it); a quadratic build of the tables would take seconds */
+    ck_assert_msg(best < 150, "loading rakuten48k.bin took %.1f ms of CPU", best);
 #endif
 }
 END_TEST
