@@ -271,7 +271,8 @@ MUTANTS = [
     dict(id="N11", file="raktn.c", cls="config: no BOS", desc="chat's first turn gets BOS whatever the tokenizer says",
          old="(size_t)tlen, turn == 0 && tokenizer_add_bos(tok),", new="(size_t)tlen, turn == 0,"),
     dict(id="N12", file="raktn.c", cls="config: header", desc="raktn ignores the file's sliding window",
-         old="c->sliding_window = (int)f[9];", new="c->sliding_window = 0;"),
+         old="{\"sliding_window\", H_SLIDING_WINDOW, 0, 1 << 24, &c->sliding_window},",
+         new="{\"sliding_window\", H_SLIDING_WINDOW + 200, 0, 1 << 24, &c->sliding_window},"),  # a reserved (zero) word
     # -- output files read back (tests/test_outputs.py, test_model's read_npy)
     dict(id="O1", file="raktn.c", cls="outputs: combined", desc="--dump with --hidden: the hidden file all zeros",
          old="c->n_heads, o->hidden_path ? &hs.trace : NULL};", new="c->n_heads, NULL};"),
