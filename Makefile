@@ -87,13 +87,16 @@ debug: raktn-debug
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 DATADIR ?= $(PREFIX)/share/raktn
-install: raktn
+# the exporter and the verification tools import each other: all of export/
+EXPORT_PY = export.py tokenizer_export.py gguf.py compare.py reference.py
+install: raktn export/gguf_dequant.so
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/export
 	install -m 755 raktn $(DESTDIR)$(BINDIR)/raktn
-	install -m 644 $(SRC)/export/export.py $(SRC)/export/tokenizer_export.py $(DESTDIR)$(DATADIR)/export/
+	install -m 644 $(addprefix $(SRC)/export/,$(EXPORT_PY)) $(DESTDIR)$(DATADIR)/export/
+	install -m 755 export/gguf_dequant.so $(DESTDIR)$(DATADIR)/export/
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/raktn $(DESTDIR)$(DATADIR)/export/export.py $(DESTDIR)$(DATADIR)/export/tokenizer_export.py
+	rm -f $(DESTDIR)$(BINDIR)/raktn $(addprefix $(DESTDIR)$(DATADIR)/export/,$(EXPORT_PY) gguf_dequant.so)
 	-rmdir $(DESTDIR)$(DATADIR)/export $(DESTDIR)$(DATADIR)
 
 truth: raktn-truth

@@ -24,8 +24,9 @@ is an error (exit 2).  Raw files must have the same size.
 How each kind is judged (the per-vector quantity is computed for every row:
 every position, and for attention weights every head and query position):
   logits         absolute: max|ref-out| <= tol-max, argmax agreement >=
-                 min-argmax (a mismatch where REF's top two are within tol-max
-                 is a tie and counts as agreement), KL(softmax(REF) ||
+                 min-argmax (a mismatch where REF's top two are within
+                 TIE_MARGIN, 1e-3, is a tie and counts as agreement; the raw
+                 count is printed too), KL(softmax(REF) ||
                  softmax(OUT)) <= tol-kl when set
   hidden states  relative to the vector's size: max|ref-out| / rms(ref) <= tol-rel
   and modules    (rms(ref) = sqrt(mean of the squared REF row); hidden states

@@ -821,6 +821,27 @@ START_TEST(test_softmax_fast) {
 END_TEST
 #endif /* !RAKTN_PLAIN */
 
+/* explain's top_k and top_guesses: the k largest, largest first, ties to
+ * the lower id (as torch.topk and argmax), probabilities softmax's */
+START_TEST(test_explain_top_k) {
+    real x[] = {1, 3, 3, 2, 3, -1};
+    int best[4];
+    ck_assert_int_eq(top_k(x, 6, 2, best), 2);
+    ck_assert_msg(best[0] == 1 && best[1] == 2, "top 2 of {1,3,3,2,3,-1}: %d %d", best[0], best[1]);
+    ck_assert_int_eq(top_k(x, 6, 4, best), 4);
+    ck_assert_msg(best[0] == 1 && best[1] == 2 && best[2] == 4 && best[3] == 3, "top 4: %d %d %d %d", best[0], best[1],
+                  best[2], best[3]);
+    ck_assert_int_eq(top_k(x, 2, 4, best), 2); /* fewer than k */
+    int ids[3];
+    double p[3];
+    top_guesses(x, 6, 3, ids, p);
+    double z = 0;
+    for (int i = 0; i < 6; i++) z += exp((double)x[i]);
+    for (int j = 0; j < 3; j++) ck_assert_msg(fabs(p[j] - exp((double)x[ids[j]]) / z) < 1e-12, "p[%d] = %g", j, p[j]);
+    ck_assert(ids[0] == 1 && ids[1] == 2 && ids[2] == 4);
+}
+END_TEST
+
 Suite *model_suite(void) {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("vs transformers");
@@ -837,6 +858,7 @@ Suite *model_suite(void) {
     tcase_add_test(tc, test_attention_kernels);
     tcase_add_test(tc, test_dump_matches_hf);
     tcase_add_test(tc, test_rope_tables_match_hf_angles);
+    tcase_add_test(tc, test_explain_top_k);
 #ifndef RAKTN_PLAIN
     tcase_add_loop_test(tc, test_plain_kernels_match_hf, 0, N_CASES);
     tcase_add_test(tc, test_decode_kernels_agree);
