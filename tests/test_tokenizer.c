@@ -625,12 +625,16 @@ START_TEST(test_load_time) {
 #define TOK_SANITIZED 1
 #endif
 #endif
+    /* CPU time, best of 3: ~15-40 ms on a 2-core AMD EPYC VM depending on
+     * its load (at load average 7-10, over 50 ms: the old bound of 50 then
+     * failed correct code); a loader quadratic in the vocabulary takes
+     * seconds */
 #if defined(__SANITIZE_ADDRESS__) || defined(TOK_SANITIZED) || !defined(__OPTIMIZE__)
     ck_assert(best < 2000);       /* sanitizers / -O0: only a sanity bound */
 #else
-    /* 15-50 ms of CPU measured (AMD EPYC, idle to load 9: shared caches
+    /* 15-50 ms of CPU measured (AMD EPYC, idle to load 10: shared caches
      * still slow it); a quadratic build of the tables would take seconds */
-    ck_assert_msg(best < 150, "loading rakuten48k.bin took %.1f ms of CPU", best);
+    ck_assert_msg(best < 300, "loading rakuten48k.bin took %.1f ms of CPU", best);
 #endif
 }
 END_TEST
