@@ -3118,7 +3118,7 @@ static const char PAGE_SCRIPT[] =
     "function show(c,h){var l=+c.dataset.layer,x=big.getContext('2d');\n"
     "  if(cur&&cur!==c)paint(cur,-1);cur=c;paint(c,h);\n"
     "  S=Math.max(3,Math.min(40,Math.floor(560/n)));var lab=S>=10;ML=lab?130:0;MT=lab?100:0;\n"
-    "  big.width=ML+n*S;big.height=MT+n*S;x.clearRect(0,0,big.width,big.height);\n"
+    "  big.width=ML+n*S+(lab?70:0);big.height=MT+n*S;x.clearRect(0,0,big.width,big.height);\n"
     "  for(var p=0;p<n;p++)for(var t=0;t<n;t++){var c3=rgb(l,h,p,t);\n"
     "    x.fillStyle='rgb('+c3.join(',')+')';x.fillRect(ML+t*S,MT+p*S,S,S);}\n"
     "  if(lab){x.fillStyle='#333';x.font='12px monospace';x.textBaseline='middle';\n"
