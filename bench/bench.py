@@ -213,7 +213,7 @@ def main():
     else:
         run(["make", "-s", "-C", ROOT, "raktn"])
     # the machine's limits as the build's own instructions reach them: stream.c
-    # and fma_peak.c get raktn's --cflags (on the session-6 Xeon, 256-bit loads
+    # and fma_peak.c get raktn's --cflags (on the Intel Xeon of 2026-11-30, 256-bit loads
     # streamed 6-7% less than 512-bit ones: 27.3-27.7 against 29.4-29.5 GB/s)
     fflags = (a.cflags or "-O2 -march=native").split()
     run(["cc"] + (a.cflags or "-O3 -march=native").split() + ["-fopenmp", "-o", os.path.join(WORK, "stream"),

@@ -8,10 +8,10 @@
  *   bench/work/kernels THREADS [MODEL.bin [N [CH]]]     (N 4096, CH 14336)
  *
  * Built with other flags (-march=x86-64-v3, -DTILE_ROWS=6 -DTILE_VECS=1,
- * -DGROUP_BYTES=..., -DDECODE_ROWS=...) it times those variants: what
- * notes/performance.md's session 6 tile and decode choices were measured
- * with. Like the tests, it #includes raktn.c. Prints the best of 5 (prefill)
- * and of 3 (decode) runs.
+ * -DGROUP_BYTES=..., -DDECODE_ROWS=...) it times those variants: the tile
+ * and decode choices in notes/performance.md were measured with it. Like
+ * the tests, it #includes raktn.c. Prints the best of 5 (prefill) and of 3
+ * (decode) runs.
  */
 #define main raktn_main
 #include "../raktn.c"
