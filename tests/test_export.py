@@ -621,11 +621,17 @@ class ExportAllOrNothing(ExportFolderTest):
         self.assertEqual(sorted(after), sorted(before))        # nothing else left or lost
         self.assertEqual(after["./keep.txt"], before["./keep.txt"])
 
-    def interrupt(self, point, signum, before, out=None):
-        """Start an export that pauses at `point`, send signum there, wait."""
+    def interrupt(self, point, signum, before, out=None, ignored=()):
+        """Start an export that pauses at `point`, send signum there, wait.
+        The export starts with SIGINT, SIGTERM and SIGHUP at their defaults
+        (whatever this suite inherited: `make test &` in a script starts it
+        with SIGINT ignored), except those in `ignored`."""
+        def dispositions():
+            for num in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(num, signal.SIG_IGN if num in ignored else signal.SIG_DFL)
         env = dict(os.environ, RAKTN_EXPORT_TEST_PAUSE=point)
         p = subprocess.Popen([sys.executable, EXPORT, "--quiet", self.hf, out or self.out],
-                             stderr=subprocess.PIPE, text=True, env=env)
+                             stderr=subprocess.PIPE, text=True, env=env, preexec_fn=dispositions)
         first = p.stderr.readline()
         self.assertIn(f"test pause at {point.split(':')[0]}", first)
         p.send_signal(signum)
@@ -647,6 +653,16 @@ class ExportAllOrNothing(ExportFolderTest):
                 self.assertNotIn("Traceback", err)
                 self.assertIn(f"interrupted ({signum.name}); nothing in {self.out} was changed", err)
                 self.assertEqual(fz.snapshot(self.out), before)
+
+    def test_signal_ignored_at_start_stays_ignored(self):
+        # nohup, or `cmd &` in a script: the export was told not to stop
+        before = self.place_old_export()
+        rc, err = self.interrupt("after-model", signal.SIGINT, before, ignored=(signal.SIGINT,))
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("interrupted", err)
+        after = fz.snapshot(self.out)
+        self.assertEqual(sorted(after), sorted(before))    # no temporary, no backup left
+        self.assertNotEqual(after["./model.bin"], before["./model.bin"])
 
     def test_signal_removes_the_folders_it_made(self):
         out = os.path.join(self.out, "a", "b")       # none of out, a, b exists
