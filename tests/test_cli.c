@@ -574,16 +574,22 @@ START_TEST(test_far_positions_match_hf) {
 }
 END_TEST
 
-/* The ints of the k-th (0-based) JSON array named `key` in text */
-static int json_ints(const char *text, const char *key, int k, int *out, int cap) {
+/* Just past the k-th (0-based) `"key": ` in text, followed by `open` */
+static const char *json_after(const char *text, const char *key, const char *open, int k) {
     char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\": [", key);
+    snprintf(pat, sizeof pat, "\"%s\": %s", key, open);
     const char *at = text;
     for (int i = 0; i <= k; i++) {
         at = strstr(at, pat);
         ck_assert_msg(at != NULL, "no %d-th %s", k, key);
         at += strlen(pat);
     }
+    return at;
+}
+
+/* The ints of the k-th JSON array named `key` in text */
+static int json_ints(const char *text, const char *key, int k, int *out, int cap) {
+    const char *at = json_after(text, key, "[", k);
     const char *end = strchr(at, ']');
     char *body = strndup(at, (size_t)(end - at));
     int n = tu_parse_ids(body, out, cap);
@@ -593,14 +599,7 @@ static int json_ints(const char *text, const char *key, int k, int *out, int cap
 
 /* The k-th JSON string named `key` (no escapes in it) */
 static char *json_string(const char *text, const char *key, int k) {
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\": \"", key);
-    const char *at = text;
-    for (int i = 0; i <= k; i++) {
-        at = strstr(at, pat);
-        ck_assert_msg(at != NULL, "no %d-th %s", k, key);
-        at += strlen(pat);
-    }
+    const char *at = json_after(text, key, "\"", k);
     const char *end = strchr(at, '"');
     char *s = strndup(at, (size_t)(end - at));
     ck_assert_msg(!strchr(s, '\\'), "escapes in %s", s);

@@ -33,6 +33,8 @@ import compare  # noqa: E402
 import export  # noqa: E402
 import gguf  # noqa: E402
 import tokenizer_export as te  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_compare import close  # noqa: E402  (two JSON results, equal up to summation order)
 
 FIX = os.path.join(ROOT, "tests", "fixtures", "gguf")
 IDS = "1 100 200 300 400 500 600 50"
@@ -446,24 +448,7 @@ class TestLlamaDumps(unittest.TestCase):
                                     model, "--json")
             res.append((rc, json.loads(out)))
         self.assertEqual(res[0][0], res[1][0])
-        close_json(self, res[0][1], res[1][1])
-
-
-def close_json(t, a, b, path="$"):
-    if isinstance(a, float) or isinstance(b, float):
-        t.assertTrue(isinstance(a, (int, float)) and isinstance(b, (int, float)), path)
-        # the same figures up to the last bits of two summation orders
-        t.assertLessEqual(abs(a - b), 1e-9 * max(abs(a), abs(b)) + 1e-15, path)
-    elif isinstance(a, dict):
-        t.assertEqual(sorted(a), sorted(b), path)
-        for k in a:
-            close_json(t, a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, list):
-        t.assertEqual(len(a), len(b), path)
-        for i, (x, y) in enumerate(zip(a, b)):
-            close_json(t, x, y, f"{path}[{i}]")
-    else:
-        t.assertEqual(a, b, path)
+        close(self, res[0][1], res[1][1])
 
 
 def edit_npy(path, edit):
